@@ -1,0 +1,1 @@
+//! steerlab trainer library.
