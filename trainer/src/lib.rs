@@ -1,1 +1,13 @@
-//! steerlab trainer library.
+//! steerlab's trainer library: Hugging Face models in burn, steering vectors and interventions,
+//! batched KV-cache generation, and log-probability gradients with respect to steering vectors.
+//!
+//! The binary `trainer` (see `main.rs`) is a thin command line over this library.
+
+pub mod device;
+pub mod error;
+pub mod model;
+pub mod rl;
+pub mod rollout;
+pub mod steering;
+
+pub use error::{Error, Result};

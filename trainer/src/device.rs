@@ -1,0 +1,81 @@
+//! Choosing the compute device and dtype at run time: the `flex` CPU backend (CI, laptops), or
+//! burn's wgpu backend (Vulkan SPIR-V on NVIDIA/AMD GPUs when built with the `vulkan` feature).
+
+use burn::tensor::{DType, Device, DeviceKind, FloatDType};
+
+use crate::error::{Error, Result};
+
+/// Which burn backend runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Pure-Rust CPU backend (burn-flex). `ndarray` is accepted as an alias.
+    #[default]
+    #[value(alias = "ndarray", alias = "cpu")]
+    Flex,
+    /// burn's wgpu backend on the default GPU adapter (SPIR-V through Vulkan when the `vulkan`
+    /// feature is built, WGSL otherwise).
+    #[value(alias = "gpu")]
+    Wgpu,
+    /// burn's wgpu backend pinned to Vulkan (needs the `vulkan` feature).
+    Vulkan,
+}
+
+/// Compute precision of weights and activations (steering vectors stay f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats (the only choice that matches PyTorch to 1e-4).
+    F32,
+    /// IEEE half precision.
+    F16,
+    /// bfloat16 (needs a backend with bf16 arithmetic).
+    Bf16,
+}
+
+impl Precision {
+    /// The burn dtype.
+    pub fn dtype(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
+            Self::Bf16 => DType::BF16,
+        }
+    }
+
+    fn float_dtype(self) -> FloatDType {
+        match self {
+            Self::F32 => FloatDType::F32,
+            Self::F16 => FloatDType::F16,
+            Self::Bf16 => FloatDType::BF16,
+        }
+    }
+}
+
+impl Backend {
+    /// Creates the device (without autodiff).
+    pub fn device(self) -> Result<Device> {
+        match self {
+            Self::Flex => Ok(Device::flex()),
+            Self::Wgpu => Ok(Device::wgpu(DeviceKind::DefaultDevice)),
+            #[cfg(feature = "vulkan")]
+            Self::Vulkan => Ok(Device::vulkan(DeviceKind::DefaultDevice)),
+            #[cfg(not(feature = "vulkan"))]
+            Self::Vulkan => Err(Error::InvalidArgument(
+                "backend vulkan: this binary was built without the `vulkan` feature; use --backend wgpu or rebuild with --features vulkan".into(),
+            )),
+        }
+    }
+
+    /// Creates the device and checks that it computes in `precision`.
+    pub fn device_for(self, precision: Precision) -> Result<Device> {
+        let device = self.device()?;
+        if !device.supports_dtype(precision.float_dtype()) {
+            return Err(Error::InvalidArgument(format!(
+                "backend {self:?} cannot compute in {precision:?} on this machine; use --dtype f32{}",
+                if precision == Precision::Bf16 { " or f16" } else { "" }
+            )));
+        }
+        Ok(device)
+    }
+}

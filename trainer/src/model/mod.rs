@@ -1,0 +1,35 @@
+//! Models: `config.json` parsing, safetensors loading, the decoder (Qwen2, Llama 3, OLMo2),
+//! rotary embeddings, the tokenizer with its chat template, and prompt construction.
+
+pub mod config;
+pub mod prompt;
+pub mod rope;
+pub mod tokenizer;
+pub mod transformer;
+pub mod weights;
+
+use std::path::Path;
+
+use burn::tensor::{DType, Device};
+
+pub use config::{Architecture, ModelConfig};
+pub use tokenizer::{ChatMessage, ModelTokenizer};
+pub use transformer::{BatchLayout, CausalLm, ForwardOutput, KvCache};
+pub use weights::Weights;
+
+use crate::error::Result;
+
+/// Loads the model of a Hugging Face directory onto `device`, computing in `dtype`.
+pub fn load(dir: &Path, device: &Device, dtype: DType) -> Result<CausalLm> {
+    let config = ModelConfig::from_dir(dir)?;
+    let weights = Weights::open(dir)?;
+    tracing::info!(
+        dir = %dir.display(),
+        architecture = config.architecture.hf_name(),
+        layers = config.num_layers,
+        hidden = config.hidden_size,
+        ?dtype,
+        "loading model"
+    );
+    CausalLm::load(config, &weights, device, dtype)
+}

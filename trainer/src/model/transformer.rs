@@ -1,0 +1,559 @@
+//! The decoder-only transformer shared by Qwen2, Llama 3 and OLMo2, with steering vectors and
+//! interventions applied inside the forward pass.
+//!
+//! Per layer (pre-norm: Qwen2, Llama):
+//! `h = x + o_proj(attn(input_layernorm(x)))`, `out = h + (mlp(post_attention_layernorm(h)) + s_l)`.
+//! OLMo2 (post-norm, RMSNorm on q and k over all heads):
+//! `h = x + post_attention_layernorm(attn(x))`,
+//! `out = h + post_feedforward_layernorm(mlp(h) + s_l)` — the vector sits where the reference's
+//! `down_proj` bias sits, before the post-MLP norm.
+//!
+//! Weights are frozen tensors on a device without autodiff; steering tensors may be tracked,
+//! so gradients flow to them only (no weight gradient is ever computed).
+
+use std::collections::BTreeMap;
+
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::module::linear;
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+
+use crate::error::{Error, Result};
+use crate::model::config::{Architecture, ModelConfig};
+use crate::model::rope::{RopeTables, apply_rotary};
+use crate::model::weights::Weights;
+use crate::steering::Steering;
+use crate::steering::intervention::{self, Intervention, LayerInputPatch, Place, Projection, Site};
+
+/// A linear map with its weight stored as `[in, out]` (a transposed view of the checkpoint's
+/// `[out, in]`).
+#[derive(Debug, Clone)]
+pub struct Linear {
+    /// `[in, out]`.
+    pub weight: Tensor<2>,
+    /// `[out]`.
+    pub bias: Option<Tensor<1>>,
+}
+
+impl Linear {
+    fn load(w: &Weights, prefix: &str, shape_out_in: [usize; 2], bias: bool, device: &Device, dtype: DType) -> Result<Self> {
+        let weight = w
+            .tensor(&format!("{prefix}.weight"), shape_out_in, device, dtype)?
+            .transpose();
+        let bias = if bias {
+            Some(w.tensor(&format!("{prefix}.bias"), [shape_out_in[0]], device, dtype)?)
+        } else {
+            None
+        };
+        Ok(Self { weight, bias })
+    }
+
+    /// `x [.., in] → [.., out]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        linear(x, self.weight.clone(), self.bias.clone())
+    }
+}
+
+/// RMSNorm computed in f32, as transformers does, then cast back to the input dtype.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    /// `[dim]`, f32.
+    pub weight: Tensor<1>,
+    /// Added to the mean square.
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    fn load(w: &Weights, name: &str, dim: usize, eps: f64, device: &Device) -> Result<Self> {
+        Ok(Self {
+            weight: w.tensor(name, [dim], device, DType::F32)?,
+            eps,
+        })
+    }
+
+    /// Normalises over the last dimension.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dtype = x.dtype();
+        let x = x.cast(DType::F32);
+        let rms = x.clone().square().mean_dim(D - 1).add_scalar(self.eps).sqrt();
+        let weight = self.weight.clone().unsqueeze::<D>();
+        // transformers: weight * (x * rsqrt(var + eps)).to(input_dtype)
+        (x / rms).cast(dtype) * weight.cast(dtype)
+    }
+}
+
+/// One decoder layer's weights.
+#[derive(Debug, Clone)]
+pub struct DecoderLayer {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+    /// Pre-norm models: before attention. Absent for OLMo2.
+    input_layernorm: Option<RmsNorm>,
+    /// Pre-norm: before the MLP. OLMo2: after attention.
+    post_attention_layernorm: RmsNorm,
+    /// OLMo2 only: after the MLP.
+    post_feedforward_layernorm: Option<RmsNorm>,
+    /// OLMo2 only.
+    q_norm: Option<RmsNorm>,
+    /// OLMo2 only.
+    k_norm: Option<RmsNorm>,
+}
+
+/// Per-layer key/value cache `[B, H_kv, capacity, head_dim]`, filled from position 0.
+#[derive(Debug)]
+pub struct KvCache {
+    layers: Vec<(Tensor<4>, Tensor<4>)>,
+    len: usize,
+    capacity: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `batch` rows and up to `capacity` positions.
+    pub fn new(config: &ModelConfig, batch: usize, capacity: usize, device: &Device, dtype: DType) -> Self {
+        let shape = [batch, config.num_kv_heads, capacity, config.head_dim];
+        let layers = (0..config.num_layers)
+            .map(|_| {
+                (
+                    Tensor::zeros(shape, (device, dtype)),
+                    Tensor::zeros(shape, (device, dtype)),
+                )
+            })
+            .collect();
+        Self { layers, len: 0, capacity }
+    }
+
+    /// Number of positions filled.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Stores `k`, `v` `[B, H_kv, S, hd]` at positions `len..len+S` of layer `l` and returns all
+    /// cached keys and values `[B, H_kv, len+S, hd]`.
+    fn append(&mut self, l: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let [b, h, s, d] = k.dims();
+        let (start, end) = (self.len, self.len + s);
+        let (ck, cv) = &mut self.layers[l];
+        ck.inplace(|c| c.slice_assign([0..b, 0..h, start..end, 0..d], k));
+        cv.inplace(|c| c.slice_assign([0..b, 0..h, start..end, 0..d], v));
+        (
+            ck.clone().slice([0..b, 0..h, 0..end, 0..d]),
+            cv.clone().slice([0..b, 0..h, 0..end, 0..d]),
+        )
+    }
+}
+
+/// Where each row of a batch starts: rows are left-padded to a common length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchLayout {
+    /// Number of padding positions at the start of each row.
+    pub pads: Vec<usize>,
+}
+
+impl BatchLayout {
+    /// Left-pads `rows` to their longest length with `pad_id`; returns the token matrix `[B, S]`
+    /// (row-major) and the layout.
+    pub fn left_pad(rows: &[Vec<u32>], pad_id: u32) -> (Vec<u32>, usize, Self) {
+        let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut tokens = Vec::with_capacity(rows.len() * width);
+        let mut pads = Vec::with_capacity(rows.len());
+        for row in rows {
+            let pad = width - row.len();
+            tokens.extend(std::iter::repeat_n(pad_id, pad));
+            tokens.extend_from_slice(row);
+            pads.push(pad);
+        }
+        (tokens, width, Self { pads })
+    }
+
+    /// Rotary positions `[B, S]` of columns `start..start+S` (padding gets position 0).
+    pub fn positions(&self, start: usize, len: usize, device: &Device) -> Tensor<2, Int> {
+        let mut data = Vec::with_capacity(self.pads.len() * len);
+        for &pad in &self.pads {
+            data.extend((start..start + len).map(|c| c.saturating_sub(pad) as i64));
+        }
+        Tensor::from_data(TensorData::new(data, [self.pads.len(), len]), device)
+    }
+
+    /// Additive attention mask `[B, 1, S, start+S]` (0 allowed, −∞ masked) for queries at columns
+    /// `start..start+S`: causal, padding masked; a padding query sees only itself.
+    pub fn mask(&self, start: usize, len: usize, device: &Device) -> Tensor<4> {
+        let total = start + len;
+        let mut data = Vec::with_capacity(self.pads.len() * len * total);
+        for &pad in &self.pads {
+            for q in start..total {
+                data.extend((0..total).map(|k| {
+                    if k <= q && (k >= pad || k == q) { 0.0f32 } else { f32::NEG_INFINITY }
+                }));
+            }
+        }
+        Tensor::from_data(TensorData::new(data, [self.pads.len(), 1, len, total]), device)
+    }
+}
+
+/// What a forward pass returns.
+#[derive(Debug)]
+pub struct ForwardOutput {
+    /// Final-normed hidden states `[B, S, H]` (feed to [`CausalLm::logits`]).
+    pub hidden: Tensor<3>,
+    /// With [`Intervention::RecordHiddenStates`]: the residual stream after each layer,
+    /// `L` tensors `[B, S, H]` (before the final norm).
+    pub hidden_states: Vec<Tensor<3>>,
+}
+
+/// The steering and interventions of one forward pass, resolved to per-layer tensors.
+struct Plan {
+    /// Vector added after layer l's MLP, `[H]` f32, when non-zero.
+    after_mlp: Vec<Option<Tensor<1>>>,
+    /// Vectors added at places, summed per place.
+    at_place: BTreeMap<Place, Tensor<1>>,
+    /// Layer → (patch, moved vector of the previous layer).
+    patches: BTreeMap<usize, (LayerInputPatch, Tensor<1>)>,
+    record: bool,
+}
+
+/// A causal language model: embeddings, decoder layers, final norm, LM head.
+#[derive(Debug, Clone)]
+pub struct CausalLm {
+    /// The parsed `config.json`.
+    pub config: ModelConfig,
+    /// Device holding the weights (without autodiff).
+    pub device: Device,
+    /// Compute dtype of weights and activations.
+    pub dtype: DType,
+    embed_tokens: Tensor<2>,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    /// `[H, V]`; `None` when tied to the embeddings.
+    lm_head: Option<Tensor<2>>,
+    rope: RopeTables,
+}
+
+impl CausalLm {
+    /// Loads the weights of `config` from `weights` onto `device` in `dtype`.
+    pub fn load(config: ModelConfig, weights: &Weights, device: &Device, dtype: DType) -> Result<Self> {
+        let c = &config;
+        let (h, i) = (c.hidden_size, c.intermediate_size);
+        let (q_dim, kv_dim) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        let olmo = c.architecture == Architecture::Olmo2;
+        let mut layers = Vec::with_capacity(c.num_layers);
+        for l in 0..c.num_layers {
+            let p = format!("model.layers.{l}");
+            let lin = |name: &str, shape, bias| Linear::load(weights, &format!("{p}.{name}"), shape, bias, device, dtype);
+            let norm = |name: &str, dim| RmsNorm::load(weights, &format!("{p}.{name}.weight"), dim, c.rms_norm_eps, device);
+            layers.push(DecoderLayer {
+                q_proj: lin("self_attn.q_proj", [q_dim, h], c.qkv_bias)?,
+                k_proj: lin("self_attn.k_proj", [kv_dim, h], c.qkv_bias)?,
+                v_proj: lin("self_attn.v_proj", [kv_dim, h], c.qkv_bias)?,
+                o_proj: lin("self_attn.o_proj", [h, q_dim], c.o_bias)?,
+                gate_proj: lin("mlp.gate_proj", [i, h], c.mlp_bias)?,
+                up_proj: lin("mlp.up_proj", [i, h], c.mlp_bias)?,
+                down_proj: lin("mlp.down_proj", [h, i], c.mlp_bias)?,
+                input_layernorm: if olmo { None } else { Some(norm("input_layernorm", h)?) },
+                post_attention_layernorm: norm("post_attention_layernorm", h)?,
+                post_feedforward_layernorm: if olmo { Some(norm("post_feedforward_layernorm", h)?) } else { None },
+                q_norm: if olmo { Some(norm("self_attn.q_norm", q_dim)?) } else { None },
+                k_norm: if olmo { Some(norm("self_attn.k_norm", kv_dim)?) } else { None },
+            });
+        }
+        let embed_tokens = weights.tensor("model.embed_tokens.weight", [c.vocab_size, h], device, dtype)?;
+        let lm_head = if c.tie_word_embeddings {
+            None
+        } else {
+            Some(weights.tensor("lm_head.weight", [c.vocab_size, h], device, dtype)?.transpose())
+        };
+        let norm = RmsNorm::load(weights, "model.norm.weight", h, c.rms_norm_eps, device)?;
+        let rope = RopeTables::new(&c.rope, c.head_dim, c.max_position_embeddings, device);
+        Ok(Self {
+            config,
+            device: device.clone(),
+            dtype,
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rope,
+        })
+    }
+
+    /// Logits `[B, S, V]` in f32 of final-normed hidden states `[B, S, H]`.
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let head = match &self.lm_head {
+            Some(w) => w.clone(),
+            None => self.embed_tokens.clone().transpose(),
+        };
+        linear(hidden, head, None).cast(DType::F32)
+    }
+
+    /// Runs tokens `[B, S]` at columns `start..start+S` of `layout` (`start` = positions already in
+    /// `cache`; 0 without cache) through the model with `steering` and `interventions`.
+    pub fn forward(
+        &self,
+        tokens: Tensor<2, Int>,
+        layout: &BatchLayout,
+        mut cache: Option<&mut KvCache>,
+        steering: &Steering,
+        interventions: &[Intervention],
+    ) -> Result<ForwardOutput> {
+        let [b, s] = tokens.dims();
+        let start = cache.as_ref().map_or(0, |c| c.len);
+        if layout.pads.len() != b {
+            return Err(Error::InvalidArgument(format!(
+                "batch layout has {} rows but the tokens have {b}",
+                layout.pads.len()
+            )));
+        }
+        if start + s > self.rope.len() {
+            return Err(Error::InvalidArgument(format!(
+                "sequence of {} positions exceeds the {} the rotary tables cover",
+                start + s,
+                self.rope.len()
+            )));
+        }
+        if let Some(c) = &cache
+            && (start + s > c.capacity || c.layers.first().is_some_and(|(k, _)| k.dims()[0] != b))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "KV cache of capacity {} cannot take {} more positions for {b} rows",
+                c.capacity, s
+            )));
+        }
+        let plan = self.plan(steering, interventions)?;
+        let h = self.config.hidden_size;
+        let mut x = self
+            .embed_tokens
+            .clone()
+            .select(0, tokens.reshape([b * s]))
+            .reshape([b, s, h]);
+        let (cos, sin) = self.rope.gather(&layout.positions(start, s, &self.device));
+        let mask = layout.mask(start, s, &self.device);
+        let mut hidden_states = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            x = self.layer_forward(l, layer, x, &cos, &sin, &mask, cache.as_deref_mut(), &plan);
+            if plan.record {
+                hidden_states.push(x.clone());
+            }
+        }
+        if let Some(c) = cache {
+            c.len += s;
+        }
+        Ok(ForwardOutput {
+            hidden: self.norm.forward(x),
+            hidden_states,
+        })
+    }
+
+    fn plan(&self, steering: &Steering, interventions: &[Intervention]) -> Result<Plan> {
+        let c = &self.config;
+        intervention::validate(interventions, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads)?;
+        let (num_layers, hidden) = (c.num_layers, c.hidden_size);
+        let f32_vec = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [hidden]), &self.device);
+        let mut vectors = steering.layer_vectors(num_layers, hidden)?;
+        let mut at_place: BTreeMap<Place, Tensor<1>> = BTreeMap::new();
+        if let Some((place, v)) = steering.place_vector() {
+            at_place.insert(place, v);
+        }
+        let mut patches = BTreeMap::new();
+        let mut record = false;
+        for iv in interventions {
+            match iv {
+                Intervention::ScaleVectors(f) => vectors = vectors.map(|v| v.mul_scalar(*f)),
+                Intervention::KeepLayers(keep) => {
+                    let mask: Vec<f32> = (0..num_layers).map(|l| f32::from(u8::from(keep.contains(&l)))).collect();
+                    let mask = Tensor::<2>::from_data(TensorData::new(mask, [num_layers, 1]), &self.device);
+                    vectors = vectors.map(|v| v * mask);
+                }
+                Intervention::ReplaceVector { layer, vector } => {
+                    let base = vectors.unwrap_or_else(|| Tensor::zeros([num_layers, hidden], &self.device));
+                    let row = f32_vec(vector).reshape([1, hidden]);
+                    vectors = Some(base.slice_assign([*layer..*layer + 1, 0..hidden], row));
+                }
+                Intervention::AddAt { place, vector } => {
+                    let v = f32_vec(vector);
+                    let sum = match at_place.remove(place) {
+                        Some(prev) => prev + v,
+                        None => v,
+                    };
+                    at_place.insert(*place, sum);
+                }
+                Intervention::PatchLayerInput { layer, patch } => {
+                    patches.insert(*layer, *patch);
+                }
+                Intervention::RecordHiddenStates => record = true,
+            }
+        }
+        let olmo = c.architecture == Architecture::Olmo2;
+        for place in at_place.keys() {
+            let ok = match place.site {
+                Site::InputLayernorm => !olmo,
+                Site::PostFeedforwardLayernorm => olmo,
+                _ => true,
+            };
+            if !ok {
+                return Err(Error::InvalidArgument(format!(
+                    "{place}: {} has no `{}` module",
+                    c.architecture.hf_name(),
+                    place.site.hf_name()
+                )));
+            }
+        }
+        let row = |l: usize| vectors.as_ref().map(|v| v.clone().slice([l..l + 1, 0..hidden]).reshape([hidden]));
+        let mut after_mlp: Vec<Option<Tensor<1>>> = (0..num_layers).map(row).collect();
+        let patches = patches
+            .into_iter()
+            .map(|(layer, patch)| {
+                let moved = after_mlp[layer - 1]
+                    .take()
+                    .unwrap_or_else(|| Tensor::zeros([hidden], &self.device));
+                (layer, (patch, moved))
+            })
+            .collect();
+        Ok(Plan { after_mlp, at_place, patches, record })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn layer_forward(
+        &self,
+        l: usize,
+        layer: &DecoderLayer,
+        x: Tensor<3>,
+        cos: &Tensor<4>,
+        sin: &Tensor<4>,
+        mask: &Tensor<4>,
+        cache: Option<&mut KvCache>,
+        plan: &Plan,
+    ) -> Tensor<3> {
+        let dtype = self.dtype;
+        let add = |t: Tensor<3>, site: Site| match plan.at_place.get(&Place { layer: l, site }) {
+            Some(v) => t + v.clone().cast(dtype).unsqueeze::<3>(),
+            None => t,
+        };
+        let patch = plan.patches.get(&l).map(|(p, s)| (*p, s.clone().cast(dtype).unsqueeze::<3>()));
+        let attn_input = |x: Tensor<3>| match &layer.input_layernorm {
+            Some(norm) => add(norm.forward(x), Site::InputLayernorm),
+            None => x,
+        };
+        let (q, k, v) = match &patch {
+            None => self.qkv(layer, attn_input(x.clone())),
+            Some((p, s)) => {
+                let vanilla = self.qkv(layer, attn_input(x.clone()));
+                let steered = self.qkv(layer, attn_input(x.clone() + s.clone()));
+                self.mix_qkv(p, vanilla, steered)
+            }
+        };
+        let attn = add(self.attention(l, layer, q, k, v, cos, sin, mask, cache), Site::SelfAttn);
+        let residual = match &patch {
+            Some((p, s)) if p.residual_steered() => x + s.clone(),
+            _ => x,
+        };
+        let mut mlp_out;
+        let h;
+        match &layer.post_feedforward_layernorm {
+            None => {
+                h = residual + attn;
+                let mlp_in = add(layer.post_attention_layernorm.forward(h.clone()), Site::PostAttentionLayernorm);
+                mlp_out = add(self.mlp(layer, mlp_in, plan.after_mlp[l].as_ref()), Site::Mlp);
+            }
+            Some(post_ff) => {
+                h = residual + add(layer.post_attention_layernorm.forward(attn), Site::PostAttentionLayernorm);
+                let m = add(self.mlp(layer, h.clone(), plan.after_mlp[l].as_ref()), Site::Mlp);
+                mlp_out = add(post_ff.forward(m), Site::PostFeedforwardLayernorm);
+            }
+        }
+        if let Some((LayerInputPatch::SkipLayer, s)) = &patch {
+            mlp_out = mlp_out + s.clone();
+        }
+        h + mlp_out
+    }
+
+    /// q `[B,S,H_q·hd]`, k and v `[B,S,H_kv·hd]` (after OLMo2's q/k norms, before RoPE).
+    fn qkv(&self, layer: &DecoderLayer, x: Tensor<3>) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
+        let mut q = layer.q_proj.forward(x.clone());
+        let mut k = layer.k_proj.forward(x.clone());
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+            q = qn.forward(q);
+            k = kn.forward(k);
+        }
+        (q, k, layer.v_proj.forward(x))
+    }
+
+    /// Takes each head of q, k, v from the vanilla or the steered projections, as `patch` says.
+    fn mix_qkv(
+        &self,
+        patch: &LayerInputPatch,
+        vanilla: (Tensor<3>, Tensor<3>, Tensor<3>),
+        steered: (Tensor<3>, Tensor<3>, Tensor<3>),
+    ) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
+        let hd = self.config.head_dim;
+        let mix = |p: Projection, heads: usize, v: Tensor<3>, s: Tensor<3>| {
+            let [b, n, _] = v.dims();
+            let mut out = v;
+            for head in (0..heads).filter(|&head| patch.steered(p, head)) {
+                let cols = head * hd..(head + 1) * hd;
+                let part = s.clone().slice([0..b, 0..n, cols.clone()]);
+                out = out.slice_assign([0..b, 0..n, cols], part);
+            }
+            out
+        };
+        let (c_q, c_kv) = (self.config.num_heads, self.config.num_kv_heads);
+        (
+            mix(Projection::Q, c_q, vanilla.0, steered.0),
+            mix(Projection::K, c_kv, vanilla.1, steered.1),
+            mix(Projection::V, c_kv, vanilla.2, steered.2),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        l: usize,
+        layer: &DecoderLayer,
+        q: Tensor<3>,
+        k: Tensor<3>,
+        v: Tensor<3>,
+        cos: &Tensor<4>,
+        sin: &Tensor<4>,
+        mask: &Tensor<4>,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        let c = &self.config;
+        let [b, s, _] = q.dims();
+        let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
+        let q = apply_rotary(heads(q, nh), cos, sin);
+        let k = apply_rotary(heads(k, nkv), cos, sin);
+        let v = heads(v, nkv);
+        let (k, v) = match cache {
+            Some(cache) => cache.append(l, k, v),
+            None => (k, v),
+        };
+        let t = k.dims()[2];
+        let rep = nh / nkv;
+        // Grouped-query attention without repeating k/v: the `rep` query heads of one kv head
+        // are stacked along the sequence axis.
+        let q = q.reshape([b, nkv, rep * s, hd]);
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt());
+        let scores = scores.reshape([b, nh, s, t]).cast(DType::F32) + mask.clone();
+        let probs = softmax(scores, 3).cast(self.dtype).reshape([b, nkv, rep * s, t]);
+        let out = probs.matmul(v).reshape([b, nh, s, hd]).swap_dims(1, 2).reshape([b, s, nh * hd]);
+        layer.o_proj.forward(out)
+    }
+
+    /// `down_proj(silu(gate_proj(x)) * up_proj(x)) + vector`.
+    fn mlp(&self, layer: &DecoderLayer, x: Tensor<3>, vector: Option<&Tensor<1>>) -> Tensor<3> {
+        let gated = silu(layer.gate_proj.forward(x.clone())) * layer.up_proj.forward(x);
+        let out = layer.down_proj.forward(gated);
+        match vector {
+            Some(v) => out + v.clone().cast(self.dtype).unsqueeze::<3>(),
+            None => out,
+        }
+    }
+}

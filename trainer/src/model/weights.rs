@@ -1,0 +1,241 @@
+//! Memory-mapped safetensors weights: one `model.safetensors`, or the shards listed by
+//! `model.safetensors.index.json`. Tensors are read one at a time, converted on the host to the
+//! compute dtype and uploaded, so the whole checkpoint is never copied into host memory.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use memmap2::Mmap;
+use safetensors::tensor::{Dtype as StDtype, Metadata};
+
+use crate::error::{Error, Result};
+use crate::model::config::read_json;
+
+/// One memory-mapped safetensors file with its parsed header.
+struct MappedFile {
+    path: PathBuf,
+    mmap: Mmap,
+    /// Byte offset of the data section (8 + header length).
+    data_start: usize,
+    metadata: Metadata,
+}
+
+/// The weights of a model directory, by tensor name.
+pub struct Weights {
+    dir: PathBuf,
+    files: Vec<MappedFile>,
+    /// Tensor name → index into `files`.
+    index: BTreeMap<String, usize>,
+}
+
+/// A tensor's location and layout in its file.
+#[derive(Debug, Clone)]
+pub struct TensorEntry<'a> {
+    /// The file holding it.
+    pub path: &'a Path,
+    /// Element type in the file.
+    pub dtype: StDtype,
+    /// Shape in the file.
+    pub shape: Vec<usize>,
+    /// The raw little-endian bytes.
+    pub bytes: &'a [u8],
+}
+
+impl MappedFile {
+    fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: `Mmap::map` is unsafe only because another process may modify
+        // the file while mapped; model files are treated as read-only inputs.
+        #[allow(unsafe_code)]
+        let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let (header_len, metadata) =
+            safetensors::SafeTensors::read_metadata(&mmap).map_err(|e| Error::Safetensors {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        let data_start = 8 + header_len;
+        for (name, info) in metadata.tensors() {
+            if data_start + info.data_offsets.1 > mmap.len() {
+                return Err(Error::Safetensors {
+                    path: path.to_owned(),
+                    message: format!(
+                        "truncated: tensor `{name}` ends at byte {} but the file has {} bytes",
+                        data_start + info.data_offsets.1,
+                        mmap.len()
+                    ),
+                });
+            }
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            mmap,
+            data_start,
+            metadata,
+        })
+    }
+}
+
+impl Weights {
+    /// Opens `model.safetensors.index.json` and its shards, or `model.safetensors`, in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let index_path = dir.join("model.safetensors.index.json");
+        let shard_names: Vec<String> = if index_path.exists() {
+            let index = read_json(&index_path)?;
+            let map = index
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| Error::MissingKey {
+                    path: index_path.clone(),
+                    key: "weight_map".into(),
+                })?;
+            let mut names: Vec<String> = map
+                .values()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+        } else if dir.join("model.safetensors").exists() {
+            vec!["model.safetensors".to_owned()]
+        } else {
+            return Err(Error::io(
+                dir.join("model.safetensors"),
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no model.safetensors or model.safetensors.index.json in the model directory",
+                ),
+            ));
+        };
+        Self::from_files(dir, &shard_names.iter().map(|n| dir.join(n)).collect::<Vec<_>>())
+    }
+
+    /// Opens an explicit list of safetensors files (names must be unique across them).
+    pub fn from_files(dir: &Path, paths: &[PathBuf]) -> Result<Self> {
+        let mut files = Vec::with_capacity(paths.len());
+        let mut index = BTreeMap::new();
+        for (i, path) in paths.iter().enumerate() {
+            let file = MappedFile::open(path)?;
+            for name in file.metadata.tensors().into_keys() {
+                if let Some(prev) = index.insert(name.clone(), i) {
+                    return Err(Error::Safetensors {
+                        path: path.clone(),
+                        message: format!(
+                            "tensor `{name}` is also in {}",
+                            paths[prev].display()
+                        ),
+                    });
+                }
+            }
+            files.push(file);
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            files,
+            index,
+        })
+    }
+
+    /// The model directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether a tensor of that name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// All tensor names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+
+    /// The dtypes found in the files, with tensor counts, sorted by name.
+    pub fn dtype_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for name in self.index.keys() {
+            if let Ok(entry) = self.entry(name) {
+                *counts.entry(format!("{:?}", entry.dtype)).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// Location, dtype, shape and bytes of a tensor.
+    pub fn entry(&self, name: &str) -> Result<TensorEntry<'_>> {
+        let &i = self.index.get(name).ok_or_else(|| Error::MissingTensor {
+            dir: self.dir.clone(),
+            name: name.to_owned(),
+        })?;
+        let file = &self.files[i];
+        let info = file.metadata.info(name).ok_or_else(|| Error::MissingTensor {
+            dir: self.dir.clone(),
+            name: name.to_owned(),
+        })?;
+        let (start, end) = info.data_offsets;
+        Ok(TensorEntry {
+            path: &file.path,
+            dtype: info.dtype,
+            shape: info.shape.clone(),
+            bytes: &file.mmap[file.data_start + start..file.data_start + end],
+        })
+    }
+
+    /// Reads a tensor as host data after checking its shape against `expected`.
+    pub fn data(&self, name: &str, expected: &[usize]) -> Result<TensorData> {
+        let entry = self.entry(name)?;
+        if entry.shape != expected {
+            return Err(Error::TensorShape {
+                path: entry.path.to_owned(),
+                name: name.to_owned(),
+                expected: expected.to_vec(),
+                found: entry.shape,
+            });
+        }
+        entry_to_data(name, &entry)
+    }
+
+    /// Reads a tensor as f32 values after checking its shape.
+    pub fn f32_vec(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+        let data = self.data(name, expected)?.convert_dtype(DType::F32);
+        data.to_vec::<f32>()
+            .map_err(|e| Error::Backend(format!("tensor `{name}`: {e:?}")))
+    }
+
+    /// Uploads a tensor to `device` in `dtype` after checking its shape.
+    pub fn tensor<const D: usize>(
+        &self,
+        name: &str,
+        expected: [usize; D],
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Tensor<D>> {
+        let data = self.data(name, &expected)?;
+        Ok(Tensor::from_data(data, (device, dtype)))
+    }
+}
+
+/// Converts a safetensors entry to burn host data (keeping its dtype).
+fn entry_to_data(name: &str, entry: &TensorEntry<'_>) -> Result<TensorData> {
+    let dtype = match entry.dtype {
+        StDtype::F32 => DType::F32,
+        StDtype::F16 => DType::F16,
+        StDtype::BF16 => DType::BF16,
+        StDtype::F64 => DType::F64,
+        other => {
+            return Err(Error::TensorDtype {
+                path: entry.path.to_owned(),
+                name: name.to_owned(),
+                found: format!("{other:?}"),
+            });
+        }
+    };
+    TensorData::try_from_bytes_vec(entry.bytes.to_vec(), entry.shape.clone(), dtype).map_err(|e| {
+        Error::Safetensors {
+            path: entry.path.to_owned(),
+            message: format!("tensor `{name}`: {e:?}"),
+        }
+    })
+}

@@ -1,0 +1,81 @@
+//! Log-probabilities of given completions under the steered model, in one batched forward pass.
+//!
+//! Prompts are left-padded and completions right-padded, so every completion starts at the same
+//! column. When the steering tensors are tracked (`tensor.autodiff().require_grad()`), the result
+//! is differentiable with respect to them and nothing else: the base weights live on a device
+//! without autodiff and are constants of the graph, so no weight gradient is computed and no
+//! matmul input is kept for one.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::error::{Error, Result};
+use crate::model::{BatchLayout, CausalLm};
+use crate::steering::Steering;
+use crate::steering::intervention::Intervention;
+
+/// Per-token log-probabilities of a batch of completions.
+#[derive(Debug)]
+pub struct CompletionLogprobs {
+    /// `[B, T]` log π(token | prefix) of each completion token; 0 beyond a completion's length.
+    pub logprobs: Tensor<2>,
+    /// `[B, T]` 1 where a completion has a token, 0 in the right padding.
+    pub mask: Tensor<2>,
+    /// Length of each completion.
+    pub lengths: Vec<usize>,
+}
+
+/// Log-probabilities of `completions[i]` after `prompts[i]` (temperature 1).
+pub fn completion_logprobs(
+    model: &CausalLm,
+    steering: &Steering,
+    interventions: &[Intervention],
+    prompts: &[Vec<u32>],
+    completions: &[Vec<u32>],
+    pad_token_id: u32,
+) -> Result<CompletionLogprobs> {
+    if prompts.len() != completions.len() || prompts.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "expected as many prompts as completions (at least one), found {} and {}",
+            prompts.len(),
+            completions.len()
+        )));
+    }
+    if prompts.iter().any(Vec::is_empty) {
+        return Err(Error::InvalidArgument("every prompt needs at least one token".into()));
+    }
+    let device = &model.device;
+    let b = prompts.len();
+    let lengths: Vec<usize> = completions.iter().map(Vec::len).collect();
+    let t = lengths.iter().copied().max().unwrap_or(0).max(1);
+    let (prompt_tokens, width, layout) = BatchLayout::left_pad(prompts, pad_token_id);
+    let total = width + t;
+    if total > model.config.max_position_embeddings {
+        return Err(Error::InvalidArgument(format!(
+            "{total} positions exceed the model's {}",
+            model.config.max_position_embeddings
+        )));
+    }
+    let mut tokens = Vec::with_capacity(b * total);
+    let mut targets = Vec::with_capacity(b * t);
+    let mut mask = Vec::with_capacity(b * t);
+    for (row, completion) in completions.iter().enumerate() {
+        tokens.extend(prompt_tokens[row * width..(row + 1) * width].iter().map(|&x| i64::from(x)));
+        for j in 0..t {
+            let tok = completion.get(j).copied();
+            tokens.push(i64::from(tok.unwrap_or(pad_token_id)));
+            targets.push(i64::from(tok.unwrap_or(pad_token_id)));
+            mask.push(if tok.is_some() { 1.0f32 } else { 0.0 });
+        }
+    }
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(tokens, [b, total]), device);
+    let out = model.forward(tokens, &layout, None, steering, interventions)?;
+    let [_, _, h] = out.hidden.dims();
+    // Position width-1+j predicts completion token j.
+    let predicting = out.hidden.narrow(1, width - 1, t).reshape([b, t, h]);
+    let logp = log_softmax(model.logits(predicting), 2);
+    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [b, t, 1]), device);
+    let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, t]), device);
+    let logprobs = logp.gather(2, targets).reshape([b, t]) * mask.clone();
+    Ok(CompletionLogprobs { logprobs, mask, lengths })
+}

@@ -1,0 +1,154 @@
+//! Batched generation with a KV cache: prompts of different lengths are left-padded into one
+//! batch, the prefix is run once (prefill), then one token per step is decoded for every row;
+//! rows stop at a stop token or at their own token budget.
+
+pub mod sampling;
+
+use burn::tensor::{Int, Tensor, TensorData};
+use indicatif::ProgressBar;
+
+use crate::error::{Error, Result};
+use crate::model::{BatchLayout, CausalLm, KvCache};
+use crate::steering::Steering;
+use crate::steering::intervention::Intervention;
+pub use sampling::SamplingParams;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenerationRequest {
+    /// Prompt token ids.
+    pub prompts: Vec<Vec<u32>>,
+    /// New-token budget of each prompt (same length as `prompts`).
+    pub max_new_tokens: Vec<usize>,
+    /// Completions per prompt (the group size `G`).
+    pub samples_per_prompt: usize,
+    /// Sampling settings.
+    pub sampling: SamplingParams,
+    /// Generation stops for a row when it samples one of these.
+    pub stop_token_ids: Vec<u32>,
+    /// Token id used for left padding (never attended to).
+    pub pad_token_id: u32,
+    /// Most rows decoded together in one batch.
+    pub max_batch_rows: usize,
+}
+
+/// One generated completion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// Index into the request's prompts.
+    pub prompt_index: usize,
+    /// Which of the prompt's samples.
+    pub sample_index: usize,
+    /// Generated ids (ending with the stop token when `stopped`).
+    pub tokens: Vec<u32>,
+    /// Log-probability of each generated token (see [`sampling::sample`]).
+    pub logprobs: Vec<f32>,
+    /// Whether a stop token ended it (otherwise the budget did).
+    pub stopped: bool,
+}
+
+/// Generates completions for every prompt of `request` with `steering` and `interventions`.
+pub fn generate(
+    model: &CausalLm,
+    steering: &Steering,
+    interventions: &[Intervention],
+    request: &GenerationRequest,
+    progress: &ProgressBar,
+) -> Result<Vec<Completion>> {
+    request.sampling.validate()?;
+    if request.max_new_tokens.len() != request.prompts.len() {
+        return Err(Error::InvalidArgument(format!(
+            "{} prompts but {} token budgets",
+            request.prompts.len(),
+            request.max_new_tokens.len()
+        )));
+    }
+    let limit = model.config.max_position_embeddings;
+    for (i, (p, &n)) in request.prompts.iter().zip(&request.max_new_tokens).enumerate() {
+        if p.is_empty() {
+            return Err(Error::InvalidArgument(format!("prompt {i} is empty")));
+        }
+        if p.len() + n > limit {
+            return Err(Error::InvalidArgument(format!(
+                "prompt {i}: {} prompt tokens + {n} new tokens exceed the model's {limit} positions",
+                p.len()
+            )));
+        }
+    }
+    let rows: Vec<(usize, usize)> = (0..request.prompts.len())
+        .flat_map(|p| (0..request.samples_per_prompt).map(move |s| (p, s)))
+        .collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(request.max_batch_rows.max(1)) {
+        out.extend(generate_chunk(model, steering, interventions, request, chunk, progress)?);
+    }
+    Ok(out)
+}
+
+fn generate_chunk(
+    model: &CausalLm,
+    steering: &Steering,
+    interventions: &[Intervention],
+    request: &GenerationRequest,
+    rows: &[(usize, usize)],
+    progress: &ProgressBar,
+) -> Result<Vec<Completion>> {
+    let device = &model.device;
+    let prompts: Vec<Vec<u32>> = rows.iter().map(|&(p, _)| request.prompts[p].clone()).collect();
+    let budgets: Vec<usize> = rows.iter().map(|&(p, _)| request.max_new_tokens[p]).collect();
+    let max_budget = budgets.iter().copied().max().unwrap_or(0);
+    let (tokens, width, layout) = BatchLayout::left_pad(&prompts, request.pad_token_id);
+    let b = rows.len();
+    let mut cache = KvCache::new(&model.config, b, width + max_budget, device, model.dtype);
+    let mut streams: Vec<_> = rows.iter().map(|&(p, s)| request.sampling.stream(p, s)).collect();
+    let mut completions: Vec<Completion> = rows
+        .iter()
+        .map(|&(prompt_index, sample_index)| Completion {
+            prompt_index,
+            sample_index,
+            tokens: Vec::new(),
+            logprobs: Vec::new(),
+            stopped: false,
+        })
+        .collect();
+    let mut active: Vec<bool> = budgets.iter().map(|&n| n > 0).collect();
+    let mut input = to_int(tokens, [b, width], device);
+    let mut step_width = width;
+    while active.iter().any(|&a| a) {
+        let out = model.forward(input, &layout, Some(&mut cache), steering, interventions)?;
+        let [_, _, h] = out.hidden.dims();
+        let last = out.hidden.narrow(1, step_width - 1, 1).reshape([b, 1, h]);
+        let logits = model.logits(last).reshape([b, model.config.vocab_size]);
+        let uniforms = sampling::next_uniforms(&mut streams);
+        let (ids, lps) = sampling::sample(logits, &request.sampling, &uniforms, device)?;
+        let mut generated = 0;
+        for (r, c) in completions.iter_mut().enumerate() {
+            if !active[r] {
+                continue;
+            }
+            c.tokens.push(ids[r]);
+            c.logprobs.push(lps[r]);
+            generated += 1;
+            if request.stop_token_ids.contains(&ids[r]) {
+                c.stopped = true;
+                active[r] = false;
+            } else if c.tokens.len() >= budgets[r] {
+                active[r] = false;
+            }
+        }
+        progress.inc(generated);
+        let next: Vec<u32> = ids
+            .iter()
+            .zip(&active)
+            .map(|(&id, &a)| if a { id } else { request.pad_token_id })
+            .collect();
+        input = to_int(next, [b, 1], device);
+        step_width = 1;
+    }
+    Ok(completions)
+}
+
+fn to_int(values: Vec<u32>, shape: [usize; 2], device: &burn::tensor::Device) -> Tensor<2, Int> {
+    let data: Vec<i64> = values.into_iter().map(i64::from).collect();
+    Tensor::from_data(TensorData::new(data, shape), device)
+}

@@ -1,0 +1,175 @@
+//! Token sampling on the device: greedy, or temperature with optional top-k and top-p, by the
+//! inverse-CDF method with one uniform number per row drawn on the host from a seeded stream.
+//! Only the sampled ids and their log-probabilities are read back.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+
+/// How the next token is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SamplingParams {
+    /// Softmax temperature; 0 means greedy (argmax).
+    pub temperature: f32,
+    /// Nucleus sampling: keep the smallest set of most likely tokens whose probability reaches
+    /// `top_p` (1 keeps all).
+    pub top_p: f32,
+    /// Keep only the `top_k` most likely tokens (`None` keeps all).
+    pub top_k: Option<usize>,
+    /// Seed of the random streams (one per prompt and sample).
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self { temperature: 1.0, top_p: 1.0, top_k: None, seed: 0 }
+    }
+}
+
+impl SamplingParams {
+    /// Greedy decoding.
+    pub fn greedy() -> Self {
+        Self { temperature: 0.0, ..Self::default() }
+    }
+
+    /// Errors on values outside their ranges.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return Err(Error::InvalidArgument(format!("temperature must be ≥ 0, found {}", self.temperature)));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::InvalidArgument(format!("top_p must be in (0, 1], found {}", self.top_p)));
+        }
+        if self.top_k == Some(0) {
+            return Err(Error::InvalidArgument("top_k must be ≥ 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether tokens are chosen by argmax.
+    pub fn is_greedy(&self) -> bool {
+        self.temperature == 0.0
+    }
+
+    /// The random stream of one (prompt, sample) pair: independent of how rows are batched.
+    pub fn stream(&self, prompt_index: usize, sample_index: usize) -> ChaCha8Rng {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_stream(((prompt_index as u64) << 24) ^ sample_index as u64);
+        rng
+    }
+}
+
+/// Samples one token per row of `logits` `[B, V]` (f32). `uniforms` holds one number in [0, 1)
+/// per row (ignored when greedy). Returns the ids and their log-probabilities under the
+/// temperature-scaled distribution (before top-k/top-p truncation; raw logits when greedy).
+pub fn sample(logits: Tensor<2>, params: &SamplingParams, uniforms: &[f32], device: &Device) -> Result<(Vec<u32>, Vec<f32>)> {
+    let [b, v] = logits.dims();
+    let (tokens, logprobs) = if params.is_greedy() {
+        let logp = log_softmax(logits, 1);
+        let ids = logp.clone().argmax(1);
+        let lp = logp.gather(1, ids.clone());
+        (ids, lp)
+    } else {
+        let logp = log_softmax(logits.div_scalar(params.temperature), 1);
+        let probs = logp.clone().exp();
+        let u = Tensor::<2>::from_data(TensorData::new(uniforms.to_vec(), [b, 1]), device);
+        let truncate = params.top_p < 1.0 || params.top_k.is_some_and(|k| k < v);
+        let ids = if truncate {
+            let (sorted, order) = probs.sort_descending_with_indices(1);
+            let cum = sorted.clone().cumsum(1);
+            let mut keep = (cum - sorted.clone()).lower_elem(params.top_p).float();
+            if let Some(k) = params.top_k.filter(|&k| k < v) {
+                let rank = Tensor::<1, Int>::arange(0..v as i64, device).reshape([1, v]).expand([b, v]);
+                keep = keep * rank.lower_elem(k as i64).float();
+            }
+            let choice = inverse_cdf(sorted * keep, u);
+            order.gather(1, choice)
+        } else {
+            inverse_cdf(probs, u)
+        };
+        let lp = logp.gather(1, ids.clone());
+        (ids, lp)
+    };
+    // One read-back of both: ids are exact in f32 below 2^24.
+    let both = Tensor::cat(vec![tokens.float(), logprobs], 1);
+    let values: Vec<f32> = both
+        .into_data()
+        .to_vec()
+        .map_err(|e| Error::Backend(format!("reading sampled tokens: {e:?}")))?;
+    let ids = values.chunks_exact(2).map(|p| p[0] as u32).collect();
+    let lps = values.chunks_exact(2).map(|p| p[1]).collect();
+    Ok((ids, lps))
+}
+
+/// Index `[B, 1]` of the first column whose cumulative weight exceeds `u · total` per row.
+fn inverse_cdf(weights: Tensor<2>, u: Tensor<2>) -> Tensor<2, Int> {
+    let [_, v] = weights.dims();
+    let cum = weights.cumsum(1);
+    let total = cum.clone().narrow(1, v - 1, 1);
+    let target = total * u;
+    let dims = cum.dims();
+    let below = cum.lower(target.expand(dims)).int().sum_dim(1);
+    below.clamp_max((v - 1) as i64)
+}
+
+/// Draws the next uniform number of each row's stream.
+pub fn next_uniforms(streams: &mut [ChaCha8Rng]) -> Vec<f32> {
+    streams.iter_mut().map(|r| r.random::<f32>()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits(rows: &[&[f32]]) -> Tensor<2> {
+        let v = rows[0].len();
+        let data: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+        Tensor::from_data(TensorData::new(data, [rows.len(), v]), &Device::flex())
+    }
+
+    #[test]
+    fn greedy_takes_the_argmax_with_its_log_probability() {
+        let (ids, lps) = sample(logits(&[&[0.0, 3.0, 1.0], &[5.0, 0.0, 0.0]]), &SamplingParams::greedy(), &[0.5, 0.5], &Device::flex()).unwrap();
+        assert_eq!(ids, vec![1, 0]);
+        let z: f32 = [0.0f32, 3.0, 1.0].iter().map(|x| x.exp()).sum();
+        assert!((lps[0] - (3.0 - z.ln())).abs() < 1e-5);
+    }
+
+    #[test]
+    fn inverse_cdf_picks_the_bucket_holding_u() {
+        // probs ∝ [1, 2, 1] → CDF [.25, .75, 1].
+        let l = [0.0f32, 2f32.ln(), 0.0];
+        let params = SamplingParams::default();
+        for (u, want) in [(0.1, 0), (0.3, 1), (0.74, 1), (0.8, 2)] {
+            let (ids, _) = sample(logits(&[&l]), &params, &[u], &Device::flex()).unwrap();
+            assert_eq!(ids, vec![want], "u = {u}");
+        }
+    }
+
+    #[test]
+    fn top_p_and_top_k_cut_the_tail() {
+        // probs [0.5, 0.3, 0.2] (sorted order 0, 1, 2).
+        let l = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
+        let top_p = SamplingParams { top_p: 0.6, ..SamplingParams::default() };
+        // Kept: tokens 0 and 1 (mass 0.8); u = 0.99 → token 1, never token 2.
+        let (ids, lps) = sample(logits(&[&l]), &top_p, &[0.99], &Device::flex()).unwrap();
+        assert_eq!(ids, vec![1]);
+        assert!((lps[0] - 0.3f32.ln()).abs() < 1e-5, "log-prob is of the untruncated distribution");
+        let top_k = SamplingParams { top_k: Some(1), ..SamplingParams::default() };
+        let (ids, _) = sample(logits(&[&l]), &top_k, &[0.99], &Device::flex()).unwrap();
+        assert_eq!(ids, vec![0]);
+    }
+
+    #[test]
+    fn streams_are_reproducible_and_distinct() {
+        let p = SamplingParams { seed: 3, ..SamplingParams::default() };
+        let a: Vec<f32> = (0..4).map(|_| p.stream(1, 2).random()).collect();
+        assert!(a.windows(2).all(|w| w[0] == w[1]));
+        assert_ne!(p.stream(1, 2).random::<f32>(), p.stream(2, 1).random::<f32>());
+        assert!(SamplingParams { top_p: 0.0, ..p }.validate().is_err());
+        assert!(SamplingParams { temperature: -1.0, ..p }.validate().is_err());
+    }
+}
