@@ -3,9 +3,11 @@
 //!
 //! The binary `trainer` (see `main.rs`) is a thin command line over this library.
 
+pub mod bench;
 pub mod device;
 pub mod error;
 pub mod model;
+pub mod reward;
 pub mod rl;
 pub mod rollout;
 pub mod steering;

@@ -91,8 +91,8 @@ fn check_greedy(name: &str, steered: bool) {
         pad_token_id: 0,
         max_batch_rows: 8,
     };
-    let completions = generate(&lm, &steering, &[], &request, &ProgressBar::hidden()).unwrap();
-    let actual: Vec<Vec<u32>> = completions.into_iter().map(|c| c.tokens).collect();
+    let generation = generate(&lm, &steering, &[], &request, &ProgressBar::hidden()).unwrap();
+    let actual: Vec<Vec<u32>> = generation.completions.into_iter().map(|c| c.tokens).collect();
     assert_eq!(actual, expected, "{name} greedy (steered: {steered})");
 }
 

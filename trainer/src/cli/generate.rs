@@ -108,11 +108,17 @@ pub fn run(args: &GenerateArgs, quiet: bool) -> anyhow::Result<()> {
     let total = (request.prompts.len() * args.n * args.max_new_tokens) as u64;
     let bar = super::progress_bar(total, "generating", quiet);
     let start = std::time::Instant::now();
-    let completions = rollout::generate(&lm, &steering, &interventions, &request, &bar)?;
+    let generation = rollout::generate(&lm, &steering, &interventions, &request, &bar)?;
     bar.finish_and_clear();
-    let generated: usize = completions.iter().map(|c| c.tokens.len()).sum();
-    tracing::info!(tokens = generated, secs = start.elapsed().as_secs_f64(), "generation done");
-    for c in &completions {
+    let stats = generation.stats;
+    tracing::info!(
+        tokens = stats.generated_tokens,
+        secs = start.elapsed().as_secs_f64(),
+        prefill_secs = stats.prefill_secs,
+        decode_steps = stats.decode_steps,
+        "generation done"
+    );
+    for c in &generation.completions {
         let text = tokenizer.decode(&c.tokens, true)?;
         if args.json {
             let line = json!({

@@ -1,7 +1,9 @@
 //! Command-line interface: argument definitions and dispatch to the subcommands.
 
+mod bench;
 mod generate;
 mod inspect;
+mod verify;
 
 use std::io::IsTerminal;
 
@@ -31,6 +33,10 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Generate completions for prompts, optionally with steering vectors.
     Generate(generate::GenerateArgs),
+    /// Decide whether answers are mathematically equivalent (math-verify semantics).
+    Verify(verify::VerifyArgs),
+    /// Measure performance on random weights at real model shapes.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command.
@@ -38,6 +44,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Inspect(args) => inspect::run(&args),
         Command::Generate(args) => generate::run(&args, cli.quiet),
+        Command::Verify(args) => verify::run(&args),
+        Command::Bench(args) => bench::run(&args, cli.quiet),
     }
 }
 

@@ -15,7 +15,7 @@ use burn::tensor::{DType, Device};
 pub use config::{Architecture, ModelConfig};
 pub use tokenizer::{ChatMessage, ModelTokenizer};
 pub use transformer::{BatchLayout, CausalLm, ForwardOutput, KvCache};
-pub use weights::Weights;
+pub use weights::{RandomWeights, TensorSource, Weights};
 
 use crate::error::Result;
 

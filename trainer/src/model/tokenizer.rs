@@ -170,7 +170,7 @@ impl ModelTokenizer {
             .template_from_str(template)
             .map_err(|e| Error::Template(format!("{}: {e:#}", self.dir.display())))?;
         let ctx = minijinja::context! {
-            messages => messages,
+            messages => JinjaValue::from(minijinja::value::Serde(messages)),
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token.clone().unwrap_or_default(),
             eos_token => self.eos_token.clone().unwrap_or_default(),
@@ -232,18 +232,17 @@ fn chat_template(dir: &Path, config_path: &Path, keys: &Keys<'_>) -> Result<Opti
 /// like Python's `json.dumps` (`", "` and `": "` separators, non-ASCII kept).
 fn jinja_environment() -> Environment<'static> {
     let mut env = Environment::new();
-    env.set_trim_blocks(true);
-    env.set_lstrip_blocks(true);
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build() {
+        env.set_syntax(syntax);
+    }
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function("raise_exception", |message: String| -> std::result::Result<JinjaValue, minijinja::Error> {
         Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
     });
     env.add_function("strftime_now", |format: String| fixed_strftime(&format));
     env.add_filter("tojson", |value: JinjaValue| -> std::result::Result<String, minijinja::Error> {
-        let json = serde_json::to_value(&value)
-            .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
         let mut out = String::new();
-        python_json(&json, &mut out);
+        python_json(&value, &mut out)?;
         Ok(out)
     });
     env
@@ -280,33 +279,45 @@ fn fixed_strftime(format: &str) -> String {
     out
 }
 
-/// Writes `v` as Python's `json.dumps(v, ensure_ascii=False)` does.
-fn python_json(v: &Value, out: &mut String) {
-    match v {
-        Value::Array(items) => {
+/// Writes `v` as Python's `json.dumps(v, ensure_ascii=False)` does: keys in insertion order,
+/// `", "` and `": "` separators.
+fn python_json(v: &JinjaValue, out: &mut String) -> std::result::Result<(), minijinja::Error> {
+    use minijinja::value::ValueKind;
+    match v.kind() {
+        ValueKind::Undefined | ValueKind::None => out.push_str("null"),
+        ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
+        ValueKind::Number => out.push_str(&v.to_string()),
+        ValueKind::String => out.push_str(&Value::String(v.to_string()).to_string()),
+        ValueKind::Seq | ValueKind::Iterable => {
             out.push('[');
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in v.try_iter()?.enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                python_json(item, out);
+                python_json(&item, out)?;
             }
             out.push(']');
         }
-        Value::Object(map) => {
+        ValueKind::Map => {
             out.push('{');
-            for (i, (k, item)) in map.iter().enumerate() {
+            for (i, key) in v.try_iter()?.enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
+                out.push_str(&Value::String(key.to_string()).to_string());
                 out.push_str(": ");
-                python_json(item, out);
+                python_json(&v.get_item(&key)?, out)?;
             }
             out.push('}');
         }
-        other => out.push_str(&other.to_string()),
+        _ => {
+            return Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!("tojson: cannot serialise a value of kind {:?}", v.kind()),
+            ));
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -321,18 +332,18 @@ mod tests {
 
     #[test]
     fn tojson_uses_python_separators() {
-        let mut out = String::new();
-        python_json(&serde_json::json!({"name": "f", "args": [1, "ü"]}), &mut out);
-        assert_eq!(out, r#"{"name": "f", "args": [1, "ü"]}"#);
+        let env = jinja_environment();
+        let t = env.template_from_str("{{ {'name': 'f', 'args': [1, 'ü', none, true]} | tojson }}").unwrap();
+        assert_eq!(t.render(minijinja::context! {}).unwrap(), r#"{"name": "f", "args": [1, "ü", null, true]}"#);
     }
 
     #[test]
     fn templates_get_python_string_methods_and_trimmed_blocks() {
         let env = jinja_environment();
         let t = env
-            .template_from_str("{% for m in messages %}\n  {{ m.content.strip() | upper }}|{% endfor %}")
+            .template_from_str("{% for m in messages %}\n  {% if m.role %}{{ m.content.strip() | upper }}{% endif %}|{% endfor %}")
             .unwrap();
-        let out = t.render(minijinja::context! { messages => vec![ChatMessage::new("user", "  hi ")] }).unwrap();
+        let out = t.render(minijinja::context! { messages => minijinja::value::Serde(vec![ChatMessage::new("user", "  hi ")]) }).unwrap();
         assert_eq!(out, "HI|");
     }
 

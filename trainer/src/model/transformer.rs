@@ -20,7 +20,7 @@ use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use crate::error::{Error, Result};
 use crate::model::config::{Architecture, ModelConfig};
 use crate::model::rope::{RopeTables, apply_rotary};
-use crate::model::weights::Weights;
+use crate::model::weights::TensorSource;
 use crate::steering::Steering;
 use crate::steering::intervention::{self, Intervention, LayerInputPatch, Place, Projection, Site};
 
@@ -35,7 +35,7 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn load(w: &Weights, prefix: &str, shape_out_in: [usize; 2], bias: bool, device: &Device, dtype: DType) -> Result<Self> {
+    fn load(w: &impl TensorSource, prefix: &str, shape_out_in: [usize; 2], bias: bool, device: &Device, dtype: DType) -> Result<Self> {
         let weight = w
             .tensor(&format!("{prefix}.weight"), shape_out_in, device, dtype)?
             .transpose();
@@ -63,7 +63,7 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
-    fn load(w: &Weights, name: &str, dim: usize, eps: f64, device: &Device) -> Result<Self> {
+    fn load(w: &impl TensorSource, name: &str, dim: usize, eps: f64, device: &Device) -> Result<Self> {
         Ok(Self {
             weight: w.tensor(name, [dim], device, DType::F32)?,
             eps,
@@ -238,8 +238,9 @@ pub struct CausalLm {
 }
 
 impl CausalLm {
-    /// Loads the weights of `config` from `weights` onto `device` in `dtype`.
-    pub fn load(config: ModelConfig, weights: &Weights, device: &Device, dtype: DType) -> Result<Self> {
+    /// Loads the weights of `config` from `weights` (a checkpoint or [`RandomWeights`](crate::model::weights::RandomWeights))
+    /// onto `device` in `dtype`.
+    pub fn load(config: ModelConfig, weights: &impl TensorSource, device: &Device, dtype: DType) -> Result<Self> {
         let c = &config;
         let (h, i) = (c.hidden_size, c.intermediate_size);
         let (q_dim, kv_dim) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Distribution, Tensor, TensorData};
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype as StDtype, Metadata};
 
@@ -53,7 +53,7 @@ impl MappedFile {
         let (header_len, metadata) =
             safetensors::SafeTensors::read_metadata(&mmap).map_err(|e| Error::Safetensors {
                 path: path.to_owned(),
-                message: e.to_string(),
+                message: format!("{e} ({} bytes: truncated, or not a safetensors file?)", mmap.len()),
             })?;
         let data_start = 8 + header_len;
         for (name, info) in metadata.tensors() {
@@ -200,20 +200,40 @@ impl Weights {
     /// Reads a tensor as f32 values after checking its shape.
     pub fn f32_vec(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
         let data = self.data(name, expected)?.convert_dtype(DType::F32);
-        data.to_vec::<f32>()
+        data.try_to_vec::<f32>()
             .map_err(|e| Error::Backend(format!("tensor `{name}`: {e:?}")))
     }
 
-    /// Uploads a tensor to `device` in `dtype` after checking its shape.
-    pub fn tensor<const D: usize>(
-        &self,
-        name: &str,
-        expected: [usize; D],
-        device: &Device,
-        dtype: DType,
-    ) -> Result<Tensor<D>> {
+}
+
+/// Where a model's tensors come from: a checkpoint, or random values for benchmarks.
+pub trait TensorSource {
+    /// The tensor `name` of shape `shape` on `device` in `dtype`.
+    fn tensor<const D: usize>(&self, name: &str, shape: [usize; D], device: &Device, dtype: DType) -> Result<Tensor<D>>;
+}
+
+impl TensorSource for Weights {
+    /// Uploads a tensor after checking its shape.
+    fn tensor<const D: usize>(&self, name: &str, expected: [usize; D], device: &Device, dtype: DType) -> Result<Tensor<D>> {
         let data = self.data(name, &expected)?;
         Ok(Tensor::from_data(data, (device, dtype)))
+    }
+}
+
+/// Random weights at a model's real shapes (benchmarks; no download): normal with standard
+/// deviation `std`, norm weights one. Drawn on the device from its seeded generator.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomWeights {
+    /// Standard deviation of the matrices and biases.
+    pub std: f64,
+}
+
+impl TensorSource for RandomWeights {
+    fn tensor<const D: usize>(&self, name: &str, shape: [usize; D], device: &Device, dtype: DType) -> Result<Tensor<D>> {
+        if name.ends_with("norm.weight") {
+            return Ok(Tensor::ones(shape, (device, dtype)));
+        }
+        Ok(Tensor::random(shape, Distribution::Normal(0.0, self.std), (device, dtype)))
     }
 }
 

@@ -47,6 +47,38 @@ pub struct Completion {
     pub stopped: bool,
 }
 
+/// Wall-clock time spent in each phase of a generation (host-measured; every step ends with the
+/// read-back of the sampled ids, so the device work is included).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GenerationStats {
+    /// Seconds in prefill forward passes (including sampling the first token).
+    pub prefill_secs: f64,
+    /// Seconds in one-token decode steps.
+    pub decode_secs: f64,
+    /// Number of decode steps (summed over batches).
+    pub decode_steps: usize,
+    /// Tokens generated (summed over rows).
+    pub generated_tokens: usize,
+}
+
+impl GenerationStats {
+    fn add(&mut self, other: &Self) {
+        self.prefill_secs += other.prefill_secs;
+        self.decode_secs += other.decode_secs;
+        self.decode_steps += other.decode_steps;
+        self.generated_tokens += other.generated_tokens;
+    }
+}
+
+/// Completions in the order (prompt, sample), and timings.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// One per prompt and sample.
+    pub completions: Vec<Completion>,
+    /// Timings.
+    pub stats: GenerationStats,
+}
+
 /// Generates completions for every prompt of `request` with `steering` and `interventions`.
 pub fn generate(
     model: &CausalLm,
@@ -54,7 +86,7 @@ pub fn generate(
     interventions: &[Intervention],
     request: &GenerationRequest,
     progress: &ProgressBar,
-) -> Result<Vec<Completion>> {
+) -> Result<Generation> {
     request.sampling.validate()?;
     if request.max_new_tokens.len() != request.prompts.len() {
         return Err(Error::InvalidArgument(format!(
@@ -78,11 +110,14 @@ pub fn generate(
     let rows: Vec<(usize, usize)> = (0..request.prompts.len())
         .flat_map(|p| (0..request.samples_per_prompt).map(move |s| (p, s)))
         .collect();
-    let mut out = Vec::with_capacity(rows.len());
+    let mut completions = Vec::with_capacity(rows.len());
+    let mut stats = GenerationStats::default();
     for chunk in rows.chunks(request.max_batch_rows.max(1)) {
-        out.extend(generate_chunk(model, steering, interventions, request, chunk, progress)?);
+        let part = generate_chunk(model, steering, interventions, request, chunk, progress)?;
+        completions.extend(part.completions);
+        stats.add(&part.stats);
     }
-    Ok(out)
+    Ok(Generation { completions, stats })
 }
 
 fn generate_chunk(
@@ -92,8 +127,9 @@ fn generate_chunk(
     request: &GenerationRequest,
     rows: &[(usize, usize)],
     progress: &ProgressBar,
-) -> Result<Vec<Completion>> {
+) -> Result<Generation> {
     let device = &model.device;
+    let mut stats = GenerationStats::default();
     let prompts: Vec<Vec<u32>> = rows.iter().map(|&(p, _)| request.prompts[p].clone()).collect();
     let budgets: Vec<usize> = rows.iter().map(|&(p, _)| request.max_new_tokens[p]).collect();
     let max_budget = budgets.iter().copied().max().unwrap_or(0);
@@ -115,6 +151,7 @@ fn generate_chunk(
     let mut input = to_int(tokens, [b, width], device);
     let mut step_width = width;
     while active.iter().any(|&a| a) {
+        let step_start = std::time::Instant::now();
         let out = model.forward(input, &layout, Some(&mut cache), steering, interventions)?;
         let [_, _, h] = out.hidden.dims();
         let last = out.hidden.narrow(1, step_width - 1, 1).reshape([b, 1, h]);
@@ -136,7 +173,15 @@ fn generate_chunk(
                 active[r] = false;
             }
         }
-        progress.inc(generated);
+        progress.inc(generated as u64);
+        stats.generated_tokens += generated;
+        let secs = step_start.elapsed().as_secs_f64();
+        if step_width == 1 {
+            stats.decode_secs += secs;
+            stats.decode_steps += 1;
+        } else {
+            stats.prefill_secs += secs;
+        }
         let next: Vec<u32> = ids
             .iter()
             .zip(&active)
@@ -145,7 +190,7 @@ fn generate_chunk(
         input = to_int(next, [b, 1], device);
         step_width = 1;
     }
-    Ok(completions)
+    Ok(Generation { completions, stats })
 }
 
 fn to_int(values: Vec<u32>, shape: [usize; 2], device: &burn::tensor::Device) -> Tensor<2, Int> {

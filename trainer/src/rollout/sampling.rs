@@ -97,7 +97,7 @@ pub fn sample(logits: Tensor<2>, params: &SamplingParams, uniforms: &[f32], devi
     let both = Tensor::cat(vec![tokens.float(), logprobs], 1);
     let values: Vec<f32> = both
         .into_data()
-        .to_vec()
+        .try_to_vec()
         .map_err(|e| Error::Backend(format!("reading sampled tokens: {e:?}")))?;
     let ids = values.chunks_exact(2).map(|p| p[0] as u32).collect();
     let lps = values.chunks_exact(2).map(|p| p[1]).collect();

@@ -61,5 +61,5 @@ pub fn relative_error(actual: &[f32], expected: &[f32]) -> f32 {
 
 /// Reads a tensor back as f32.
 pub fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
-    t.into_data().convert_dtype(burn::tensor::DType::F32).to_vec().expect("f32 data")
+    t.into_data().convert_dtype(burn::tensor::DType::F32).try_to_vec().expect("f32 data")
 }
