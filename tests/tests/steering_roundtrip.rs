@@ -15,19 +15,6 @@ fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../trainer/tests/fixtures").join(name)
 }
 
-fn npy_f32(shape: [usize; 2], values: &[f32]) -> Vec<u8> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", shape[0], shape[1]);
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-    out
-}
-
 #[test]
 fn saved_and_imported_vectors_reproduce_transformers_steered_generation() {
     let dir = fixture("llama");
@@ -48,7 +35,7 @@ fn saved_and_imported_vectors_reproduce_transformers_steered_generation() {
     };
     file.save(&native).unwrap();
     let npy = out.path().join("vectors.npy");
-    std::fs::write(&npy, npy_f32([3, 64], &vectors)).unwrap();
+    std::fs::write(&npy, file.to_npy()).unwrap();
 
     let device = Backend::Flex.device().unwrap();
     let lm = model::load(&dir, &device, DType::F32).unwrap();

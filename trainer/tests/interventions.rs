@@ -176,3 +176,31 @@ fn patches_are_no_ops_when_the_moved_vector_is_zero() {
         assert!(same(&out, &plain), "{p:?}");
     }
 }
+
+#[test]
+fn rank_r_steering_is_the_product_of_its_factors() {
+    let c = Case::new("qwen2");
+    let (l, h, r) = (c.lm.config.num_layers, c.h(), 2);
+    let a: Vec<f32> = (0..l * r).map(|i| (i as f32 * 0.7).sin()).collect();
+    let b: Vec<f32> = (0..r * h).map(|i| (i as f32 * 0.3).cos()).collect();
+    let product: Vec<Vec<f32>> = (0..l)
+        .map(|i| (0..h).map(|j| (0..r).map(|k| a[i * r + k] * b[k * h + j]).sum()).collect())
+        .collect();
+    let low_rank = Steering::LowRank {
+        a: Tensor::from_data(TensorData::new(a, [l, r]), &c.lm.device),
+        b: Tensor::from_data(TensorData::new(b, [r, h]), &c.lm.device),
+    };
+    assert!(same(&c.run(&low_rank, &[]).0, &c.run(&c.steering(&product), &[]).0));
+}
+
+#[test]
+fn at_place_steering_equals_the_add_at_intervention() {
+    let c = Case::new("llama");
+    let v = c.rows()[0].clone();
+    let place: Place = "model.layers.1.self_attn".parse().unwrap();
+    let at_place = Steering::AtPlace { place, vector: Tensor::from_data(TensorData::new(v.clone(), [c.h()]), &c.lm.device) };
+    let (steered, hidden) = c.run(&at_place, &[]);
+    assert!(same(&steered, &c.run(&Steering::None, &[Intervention::AddAt { place, vector: v }]).0));
+    let (base, base_hidden) = c.run(&Steering::None, &[]);
+    assert!(!same(&steered, &base) && same(&hidden[0], &base_hidden[0]));
+}

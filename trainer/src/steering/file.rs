@@ -106,6 +106,24 @@ impl SteeringFile {
             .map_err(|e| Error::Steering { path: path.to_owned(), message: e.to_string() })
     }
 
+    /// The vectors as a little-endian f32 `[L, H]` `.npy` file (the reference's merged format).
+    pub fn to_npy(&self) -> Vec<u8> {
+        let mut header = format!(
+            "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
+            self.num_layers, self.hidden_size
+        );
+        // The header is padded with spaces and a newline to a multiple of 64 bytes.
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend((header.len() as u16).to_le_bytes());
+        out.extend(header.as_bytes());
+        out.extend(self.vectors.iter().flat_map(|v| v.to_le_bytes()));
+        out
+    }
+
     /// Reads any supported format: a steerlab file, a safetensors file or checkpoint directory
     /// with `down_proj` biases (the reference format), or an `[L, H]` `.npy` matrix.
     pub fn load(path: &Path) -> Result<Self> {
@@ -310,12 +328,11 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>)> {
 mod tests {
     use super::*;
 
+    /// A `.npy` file with any dtype and shape, for the error cases.
     fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
-        let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
+        let file = SteeringFile::zeros(0, 0, SteeringMetadata::default());
+        let header = String::from_utf8(file.to_npy()[10..].to_vec()).unwrap();
+        let header = header.replace("'<f4'", &format!("'{descr}'")).replace("(0, 0)", shape);
         let mut out = b"\x93NUMPY\x01\x00".to_vec();
         out.extend((header.len() as u16).to_le_bytes());
         out.extend(header.as_bytes());
@@ -348,6 +365,8 @@ mod tests {
     fn npy_matrices_import_in_every_float_width() {
         let f32s: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0].iter().flat_map(|v| v.to_le_bytes()).collect();
         let f64s: Vec<u8> = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let file = SteeringFile { num_layers: 2, hidden_size: 3, vectors: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], metadata: SteeringMetadata::default() };
+        assert_eq!(parse_npy(Path::new("v.npy"), &file.to_npy()).unwrap(), (vec![2, 3], file.vectors.clone()));
         for (descr, data) in [("<f4", f32s), ("<f8", f64s)] {
             let (shape, values) = parse_npy(Path::new("v.npy"), &npy(descr, "(2, 3)", &data)).unwrap();
             assert_eq!(shape, vec![2, 3]);
