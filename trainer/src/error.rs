@@ -120,6 +120,22 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A config file is malformed: unknown key, wrong type, or a value out of range.
+    #[error("{path}: {message}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong (names the key).
+        message: String,
+    },
+    /// A training run directory cannot be resumed or written.
+    #[error("{path}: {message}")]
+    Run {
+        /// The run directory or file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// An argument is out of range or inconsistent.
     #[error("{0}")]
     InvalidArgument(String),

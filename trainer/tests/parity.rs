@@ -108,7 +108,7 @@ fn check_gradient(name: &str) {
     let completion: Vec<u32> = serde_json::from_value(completion).unwrap();
     // A second, shorter row checks that padding does not leak into the first row's gradient.
     let short = completion[..2].to_vec();
-    let out = completion_logprobs(&lm, &steering, &[], &[prompt.clone(), prompt[1..].to_vec()], &[completion.clone(), short], 0)
+    let out = completion_logprobs(&lm, &steering, &[], &[prompt.clone(), prompt[1..].to_vec()], &[completion.clone(), short], 0, 1.0)
         .unwrap();
     let row0 = out.logprobs.clone().narrow(0, 0, 1);
     let grads = row0.clone().sum().backward();

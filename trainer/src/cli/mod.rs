@@ -3,6 +3,7 @@
 mod bench;
 mod generate;
 mod inspect;
+mod train;
 mod verify;
 
 use std::io::IsTerminal;
@@ -35,6 +36,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Decide whether answers are mathematically equivalent (math-verify semantics).
     Verify(verify::VerifyArgs),
+    /// Train steering vectors (or LoRA / full fine-tuning) with GRPO from a YAML config.
+    Train(train::TrainArgs),
     /// Measure performance on random weights at real model shapes.
     Bench(bench::BenchArgs),
 }
@@ -45,6 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(&args),
         Command::Generate(args) => generate::run(&args, cli.quiet),
         Command::Verify(args) => verify::run(&args),
+        Command::Train(args) => train::run(&args, cli.quiet),
         Command::Bench(args) => bench::run(&args, cli.quiet),
     }
 }

@@ -25,7 +25,9 @@ pub struct CompletionLogprobs {
     pub lengths: Vec<usize>,
 }
 
-/// Log-probabilities of `completions[i]` after `prompts[i]` (temperature 1).
+/// Log-probabilities of `completions[i]` after `prompts[i]` under the temperature-scaled
+/// distribution `softmax(logits / temperature)` (the reference's loss uses the sampling
+/// temperature, §2.9).
 pub fn completion_logprobs(
     model: &CausalLm,
     steering: &Steering,
@@ -33,7 +35,11 @@ pub fn completion_logprobs(
     prompts: &[Vec<u32>],
     completions: &[Vec<u32>],
     pad_token_id: u32,
+    temperature: f64,
 ) -> Result<CompletionLogprobs> {
+    if !(temperature > 0.0 && temperature.is_finite()) {
+        return Err(Error::InvalidArgument(format!("temperature must be positive, found {temperature}")));
+    }
     if prompts.len() != completions.len() || prompts.is_empty() {
         return Err(Error::InvalidArgument(format!(
             "expected as many prompts as completions (at least one), found {} and {}",
@@ -73,7 +79,9 @@ pub fn completion_logprobs(
     let [_, _, h] = out.hidden.dims();
     // Position width-1+j predicts completion token j.
     let predicting = out.hidden.narrow(1, width - 1, t).reshape([b, t, h]);
-    let logp = log_softmax(model.logits(predicting), 2);
+    let logits = model.logits(predicting);
+    let logits = if temperature == 1.0 { logits } else { logits.div_scalar(temperature) };
+    let logp = log_softmax(logits, 2);
     let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [b, t, 1]), device);
     let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, t]), device);
     let logprobs = logp.gather(2, targets).reshape([b, t]) * mask.clone();

@@ -1,0 +1,363 @@
+//! One optimizer step of GRPO-style training (reference §2.5–§2.11): sample G completions per
+//! prompt with the current parameters, score them with the verifier, compute advantages, and
+//! minimise
+//!
+//! `L(θ) = (1/N_tok) Σ_{p,g} [ −A_{p,g} Σ_t log π_θ(y_t | x_p, y_<t) / T  + β·KL_{p,g} ]`
+//!
+//! (`N_tok`: the step's completion tokens; log-probabilities of the temperature-scaled
+//! distribution) over micro-batches of `batch_size` sequences with gradient accumulation, then
+//! clip the global gradient norm and take one AdamW step. Strictly on-policy: no ratio, no
+//! clipping of the objective.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use burn::tensor::{Tensor, TensorData};
+use indicatif::ProgressBar;
+use shared::metrics::{MetricsLine, PhaseSeconds};
+
+use crate::error::{Error, Result};
+use crate::model::weights::{Weight, WeightMap};
+use crate::model::ModelTokenizer;
+use crate::reward::{self, AnswerFormat};
+use crate::rl::completion_logprobs;
+use crate::rollout::{self, Completion, GenerationRequest, SamplingParams};
+use crate::train::advantage::{self, RunningBaseline};
+use crate::train::config::{KlType, TrainConfig};
+use crate::train::optim::{self, AdamW, AdamWState};
+use crate::train::policy::Policy;
+
+/// One training problem, tokenized.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainPrompt {
+    /// Row index in the training set.
+    pub index: usize,
+    /// Prompt token ids.
+    pub ids: Vec<u32>,
+    /// Gold answer.
+    pub answer: String,
+}
+
+/// What a step needs besides the policy: settings, tokenizer and token ids.
+#[derive(Debug, Clone)]
+pub struct StepContext<'a> {
+    /// The run's config.
+    pub config: &'a TrainConfig,
+    /// Decodes completions for the verifier.
+    pub tokenizer: &'a ModelTokenizer,
+    /// Generation stops at these.
+    pub stop_token_ids: Vec<u32>,
+    /// Padding id.
+    pub pad_token_id: u32,
+    /// Where answers are read (from `template_type`).
+    pub answer_format: AnswerFormat,
+    /// Total optimizer steps of the run (for the warm-up).
+    pub total_steps: u64,
+}
+
+/// The trainable state that changes every step and is checkpointed.
+#[derive(Debug, Clone)]
+pub struct TrainState {
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// AdamW moments.
+    pub optimizer: AdamWState,
+    /// `reinforce_with_baseline`'s running mean.
+    pub baseline: RunningBaseline,
+}
+
+/// The seed of step `step`'s sampling streams: a SplitMix64 mix of the run seed and the step, so
+/// a resumed run samples exactly what an uninterrupted one would.
+pub fn step_seed(seed: u64, step: u64) -> u64 {
+    let mut z = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Per-sequence loss terms of one micro-batch, before division by `N_tok`.
+struct SequenceLoss {
+    /// `[B]` `−A·Σ log π + β·KL`.
+    loss: Tensor<1>,
+    /// `[B]` the KL term (0 without a reference), for logging.
+    kl: Option<Tensor<1>>,
+}
+
+/// KL of each sequence from per-token log-probabilities `logp`, `ref_logp` and `mask` `[B, T]`.
+pub fn kl_per_sequence(kind: KlType, logp: Tensor<2>, ref_logp: Tensor<2>, mask: Tensor<2>) -> Tensor<1> {
+    let d = (ref_logp - logp) * mask.clone();
+    let kl = match kind {
+        KlType::Vanilla => d.neg().sum_dim(1),
+        KlType::ShulmanTokenLevel => ((d.clone().exp() - d).sub_scalar(1.0) * mask).sum_dim(1),
+        KlType::ShulmanSequenceLevel => {
+            let total = d.sum_dim(1);
+            (total.clone().exp() - total).sub_scalar(1.0)
+        }
+    };
+    let [b, _] = kl.dims();
+    kl.reshape([b])
+}
+
+/// Rewards of completions against their prompts' answers: +1 if correct, else −1 (0 with
+/// `neg_reward_is_zero`), times `gamma^len`. Also returns correctness.
+pub fn rewards(ctx: &StepContext<'_>, prompts: &[TrainPrompt], completions: &[Completion]) -> Result<(Vec<f64>, Vec<bool>)> {
+    let c = ctx.config;
+    let mut rewards = Vec::with_capacity(completions.len());
+    let mut correct = Vec::with_capacity(completions.len());
+    for completion in completions {
+        let text = ctx.tokenizer.decode(&completion.tokens, false)?;
+        let ok = reward::verify(&prompts[completion.prompt_index].answer, &text, ctx.answer_format).correct;
+        let raw = if ok { 1.0 } else if c.neg_reward_is_zero { 0.0 } else { -1.0 };
+        rewards.push(raw * c.gamma.powi(completion.tokens.len() as i32));
+        correct.push(ok);
+    }
+    Ok((rewards, correct))
+}
+
+/// pass@k over the prompts for k = 1, 2, 4, … ≤ G: the fraction of prompts with a correct
+/// completion among their first k.
+pub fn pass_at_k(correct: &[bool], group: usize) -> BTreeMap<String, f64> {
+    let groups: Vec<&[bool]> = correct.chunks(group.max(1)).collect();
+    let mut out = BTreeMap::new();
+    let mut k = 1;
+    while k <= group {
+        let solved = groups.iter().filter(|g| g[..k].iter().any(|c| *c)).count();
+        out.insert(k.to_string(), solved as f64 / groups.len().max(1) as f64);
+        k *= 2;
+    }
+    out
+}
+
+fn mean_std_max(x: &[f64]) -> (f64, f64, f64) {
+    if x.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let std = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+    (mean, std, x.iter().copied().fold(f64::MIN, f64::max))
+}
+
+/// Adds `b` into `a` (both gradients of the same parameters).
+fn accumulate(a: Option<WeightMap>, b: WeightMap) -> WeightMap {
+    match a {
+        None => b,
+        Some(a) => WeightMap(
+            a.0.into_iter()
+                .map(|(k, w)| {
+                    let sum = w.flat() + b.0[&k].flat();
+                    let w = w.with_flat(sum);
+                    (k, w)
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Runs one optimizer step on `prompts` and returns its metrics line. `progress` is ticked per
+/// generated sequence and per micro-batch.
+pub fn train_step(
+    policy: &mut Policy,
+    state: &mut TrainState,
+    ctx: &StepContext<'_>,
+    prompts: &[TrainPrompt],
+    progress: &ProgressBar,
+) -> Result<MetricsLine> {
+    let c = ctx.config;
+    let g = c.num_generations;
+    let start = Instant::now();
+    // 1. Rollouts with the current parameters (no autodiff).
+    let request = GenerationRequest {
+        prompts: prompts.iter().map(|p| p.ids.clone()).collect(),
+        max_new_tokens: prompts.iter().map(|p| c.max_seq_length.saturating_sub(p.ids.len())).collect(),
+        samples_per_prompt: g,
+        sampling: SamplingParams {
+            temperature: c.generation_temperature as f32,
+            top_p: c.top_p as f32,
+            top_k: usize::try_from(c.top_k).ok(),
+            seed: step_seed(c.seed, state.step),
+        },
+        stop_token_ids: ctx.stop_token_ids.clone(),
+        pad_token_id: ctx.pad_token_id,
+        max_batch_rows: c.rollout_batch_size,
+    };
+    let generation = {
+        let model = policy.model(&policy.params)?;
+        let steering = policy.steering(&policy.params)?;
+        rollout::generate(&model, &steering, &[], &request, &ProgressBar::hidden())?
+    };
+    let t_generation = start.elapsed().as_secs_f64();
+    // 2. Rewards and advantages.
+    let t0 = Instant::now();
+    let completions = generation.completions;
+    let (rewards, correct) = rewards(ctx, prompts, &completions)?;
+    let adv = advantage::advantages(c.reward_processor_type, &rewards, g, &mut state.baseline, c.mean_baseline_coef);
+    let t_reward = t0.elapsed().as_secs_f64();
+    // 3. Loss over micro-batches, gradients accumulated.
+    let t0 = Instant::now();
+    let n_tok: usize = completions.iter().map(|c| c.tokens.len()).sum();
+    let use_kl = c.kl_coef > 0.0;
+    // Sequences that contribute a gradient: a non-zero advantage, or any with a KL term.
+    let rows: Vec<usize> = (0..completions.len())
+        .filter(|&i| !completions[i].tokens.is_empty() && (use_kl || adv.values[i] != 0.0))
+        .collect();
+    let mut grads: Option<WeightMap> = None;
+    let mut loss_total = 0.0;
+    let mut kl_total = 0.0;
+    let device = policy.base.device.clone();
+    for chunk in rows.chunks(c.batch_size) {
+        let chunk_prompts: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts[completions[i].prompt_index].ids.clone()).collect();
+        let chunk_completions: Vec<Vec<u32>> = chunk.iter().map(|&i| completions[i].tokens.clone()).collect();
+        let tracked = policy.tracked();
+        let terms = {
+            let model = policy.model(&tracked)?;
+            let steering = policy.steering(&tracked)?;
+            let out = completion_logprobs(
+                &model,
+                &steering,
+                &[],
+                &chunk_prompts,
+                &chunk_completions,
+                ctx.pad_token_id,
+                c.generation_temperature,
+            )?;
+            let b = chunk.len();
+            let a: Vec<f32> = chunk.iter().map(|&i| adv.values[i] as f32).collect();
+            let a = Tensor::<1>::from_data(TensorData::new(a, [b]), &device);
+            let seq_logp = out.logprobs.clone().sum_dim(1).reshape([b]);
+            let mut loss = (seq_logp * a).neg();
+            let mut kl = None;
+            if use_kl {
+                let reference = completion_logprobs(
+                    &policy.base,
+                    &policy.reference_steering()?,
+                    &[],
+                    &chunk_prompts,
+                    &chunk_completions,
+                    ctx.pad_token_id,
+                    c.generation_temperature,
+                )?;
+                let k = kl_per_sequence(c.kl_type, out.logprobs, reference.logprobs, out.mask);
+                loss = loss + k.clone().mul_scalar(c.kl_coef);
+                kl = Some(k);
+            }
+            SequenceLoss { loss, kl }
+        };
+        let loss = terms.loss.sum().div_scalar(n_tok.max(1) as f64);
+        loss_total += f64::from(loss.clone().into_scalar::<f32>());
+        if let Some(kl) = terms.kl {
+            kl_total += f64::from(kl.sum().into_scalar::<f32>());
+        }
+        let backward = loss.backward();
+        let mut chunk_grads = BTreeMap::new();
+        for (name, w) in &tracked.0 {
+            let grad = match w {
+                Weight::Matrix(t) => t.grad(&backward).map(Weight::Matrix),
+                Weight::Vector(t) => t.grad(&backward).map(Weight::Vector),
+            };
+            let grad = grad.unwrap_or_else(|| policy.params.0[name].map_flat(|t| t.zeros_like()));
+            chunk_grads.insert(name.clone(), grad);
+        }
+        grads = Some(accumulate(grads, WeightMap(chunk_grads)));
+        progress.inc(chunk.len() as u64);
+    }
+    let t_backward = t0.elapsed().as_secs_f64();
+    // 4. Clip, schedule, AdamW.
+    let t0 = Instant::now();
+    let grads = grads.unwrap_or_else(|| policy.params.map_flat(|_, t| t.zeros_like()));
+    let (grads, grad_norm) = optim::clip_grad_norm(grads, c.max_grad_norm);
+    let warmup = optim::warmup_steps(c.warmup_ratio, ctx.total_steps);
+    let lr = optim::warmup_lr(c.learning_rate, state.step, warmup);
+    policy.params = AdamW::default().step(&policy.params, &grads, &mut state.optimizer, lr)?;
+    state.step += 1;
+    let vector_norms = policy.vector_norms()?;
+    let t_optimizer = t0.elapsed().as_secs_f64();
+    if !loss_total.is_finite() {
+        return Err(Error::InvalidArgument(format!("step {}: the loss is not finite ({loss_total})", state.step)));
+    }
+    // 5. Metrics.
+    let lengths: Vec<f64> = completions.iter().map(|c| c.tokens.len() as f64).collect();
+    let (len_mean, len_std, len_max) = mean_std_max(&lengths);
+    let (reward_mean, reward_std, _) = mean_std_max(&rewards);
+    let stopped = completions.iter().filter(|c| c.stopped).count();
+    let total = start.elapsed().as_secs_f64();
+    let mut extra = BTreeMap::new();
+    extra.insert("advantage_baseline".to_owned(), serde_json::json!(adv.baseline));
+    extra.insert("reward_within_group_std".to_owned(), serde_json::json!(adv.within_group_std));
+    extra.insert("num_completion_tokens".to_owned(), serde_json::json!(n_tok));
+    extra.insert("num_sequences_with_gradient".to_owned(), serde_json::json!(rows.len()));
+    Ok(MetricsLine {
+        format_version: 1,
+        step: state.step,
+        reward_mean,
+        reward_std,
+        pass_at_k: pass_at_k(&correct, g),
+        frac_zero_signal: adv.zero_signal_groups as f64 / prompts.len().max(1) as f64,
+        completion_len_mean: len_mean,
+        completion_len_std: len_std,
+        completion_len_max: len_max,
+        stop_rate: stopped as f64 / completions.len().max(1) as f64,
+        loss: loss_total,
+        grad_norm,
+        lr,
+        kl: use_kl.then(|| kl_total / completions.len().max(1) as f64),
+        vector_norms,
+        seconds: PhaseSeconds {
+            generation: t_generation,
+            reward: t_reward,
+            forward_backward: t_backward,
+            optimizer: t_optimizer,
+            total,
+        },
+        tokens_per_second: generation.stats.generated_tokens as f64 / t_generation.max(1e-9),
+        peak_memory_bytes: device.memory_pool_usage().map(|u| u.bytes_reserved),
+        extra,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+
+    use super::*;
+
+    fn t2(values: &[f32], shape: [usize; 2]) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(values.to_vec(), shape), &Device::flex())
+    }
+
+    fn host(t: Tensor<1>) -> Vec<f64> {
+        t.into_data().iter::<f32>().map(f64::from).collect()
+    }
+
+    #[test]
+    fn kl_estimators_match_hand_computed_values_and_ignore_padding() {
+        let logp = t2(&[-1.0, -2.0, 0.0, -0.5, 0.0, 0.0], [2, 3]);
+        let reference = t2(&[-1.5, -1.0, 7.0, -0.5, 0.0, 9.0], [2, 3]);
+        let mask = t2(&[1.0, 1.0, 0.0, 1.0, 0.0, 0.0], [2, 3]);
+        // Row 0: d = (−0.5, 1.0); row 1: d = (0).
+        let k3 = host(kl_per_sequence(KlType::ShulmanTokenLevel, logp.clone(), reference.clone(), mask.clone()));
+        let want0 = ((-0.5f64).exp() + 0.5 - 1.0) + (1.0f64.exp() - 1.0 - 1.0);
+        assert!((k3[0] - want0).abs() < 1e-5 && k3[1].abs() < 1e-7, "{k3:?}");
+        let vanilla = host(kl_per_sequence(KlType::Vanilla, logp.clone(), reference.clone(), mask.clone()));
+        assert!((vanilla[0] - (-0.5)).abs() < 1e-6, "{vanilla:?}");
+        let seq = host(kl_per_sequence(KlType::ShulmanSequenceLevel, logp, reference, mask));
+        assert!((seq[0] - (0.5f64.exp() - 0.5 - 1.0)).abs() < 1e-5, "{seq:?}");
+    }
+
+    #[test]
+    fn pass_at_k_counts_prompts_with_a_correct_completion_among_the_first_k() {
+        let correct = [false, false, true, false, true, false, false, false];
+        let p = pass_at_k(&correct, 4);
+        assert_eq!(p["1"], 0.5);
+        assert_eq!(p["2"], 0.5);
+        assert_eq!(p["4"], 1.0);
+        assert_eq!(p.len(), 3);
+    }
+
+    #[test]
+    fn step_seeds_differ_per_step_and_are_reproducible() {
+        assert_eq!(step_seed(3, 7), step_seed(3, 7));
+        assert_ne!(step_seed(3, 7), step_seed(3, 8));
+        assert_ne!(step_seed(3, 7), step_seed(4, 7));
+    }
+}
