@@ -166,6 +166,29 @@ impl EvalSummary {
     }
 }
 
+/// A float as Python's `str()` writes it for ordinary values: the shortest representation that
+/// reads back, with `.0` on integral values (`1.0`, `0.95`, `27.0`); `inf`, `nan` as Python.
+pub fn python_float(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let s = format!("{x}");
+    if s.contains(['.', 'e']) { s } else { format!("{s}.0") }
+}
+
+/// The folder of a sampling setting, as the reference names it: `temp_1.0_top_p_1.0`.
+pub fn sampling_dir(temperature: f64, top_p: f64) -> String {
+    format!("temp_{}_top_p_{}", python_float(temperature), python_float(top_p))
+}
+
+/// The folder of an eval seed: `eval_seed-3`.
+pub fn seed_dir(seed: u64) -> String {
+    format!("eval_seed-{seed}")
+}
+
 /// The records of a `<bench>.jsonl` file that could be read, and what could not.
 #[derive(Debug, Clone, Default)]
 pub struct RecordsRead {
@@ -252,6 +275,14 @@ mod tests {
             (s.num_samples, s.num_correct, s.samples_per_problem),
             (4, 2, 2)
         );
+    }
+
+    #[test]
+    fn sampling_folders_use_python_float_formatting() {
+        assert_eq!(sampling_dir(1.0, 1.0), "temp_1.0_top_p_1.0");
+        assert_eq!(sampling_dir(0.0, 0.95), "temp_0.0_top_p_0.95");
+        assert_eq!(python_float(0.6), "0.6");
+        assert_eq!(seed_dir(2), "eval_seed-2");
     }
 
     #[test]
