@@ -7,10 +7,12 @@ pub mod bench;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod fsutil;
 pub mod model;
 pub mod reward;
 pub mod rl;
 pub mod rollout;
 pub mod steering;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -20,8 +20,8 @@ use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use crate::error::{Error, Result};
 use crate::model::config::{Architecture, ModelConfig};
 use crate::model::rope::{RopeTables, apply_rotary};
-use crate::model::weights::TensorSource;
-use crate::steering::Steering;
+use crate::model::weights::{TensorSource, Weight, WeightMap};
+use crate::steering::{LoraPair, Steering};
 use crate::steering::intervention::{self, Intervention, LayerInputPatch, Place, Projection, Site};
 
 /// A linear map with its weight stored as `[in, out]` (a transposed view of the checkpoint's
@@ -217,6 +217,8 @@ struct Plan {
     at_place: BTreeMap<Place, Tensor<1>>,
     /// Layer → (patch, moved vector of the previous layer).
     patches: BTreeMap<usize, (LayerInputPatch, Tensor<1>)>,
+    /// LoRA adapter of layer l's `down_proj`, if any.
+    lora: Vec<Option<LoraPair>>,
     record: bool,
 }
 
@@ -283,6 +285,53 @@ impl CausalLm {
             lm_head,
             rope,
         })
+    }
+
+    /// Every weight under its checkpoint name, in checkpoint layout (`[out, in]` for linear maps):
+    /// the inverse of [`CausalLm::load`] (a model loaded from the result equals this one).
+    pub fn named_weights(&self) -> WeightMap {
+        let mut out = std::collections::BTreeMap::new();
+        out.insert("model.embed_tokens.weight".into(), Weight::Matrix(self.embed_tokens.clone()));
+        if let Some(head) = &self.lm_head {
+            out.insert("lm_head.weight".into(), Weight::Matrix(head.clone().transpose()));
+        }
+        for (l, layer) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{l}");
+            for (name, lin) in [
+                ("self_attn.q_proj", &layer.q_proj),
+                ("self_attn.k_proj", &layer.k_proj),
+                ("self_attn.v_proj", &layer.v_proj),
+                ("self_attn.o_proj", &layer.o_proj),
+                ("mlp.gate_proj", &layer.gate_proj),
+                ("mlp.up_proj", &layer.up_proj),
+                ("mlp.down_proj", &layer.down_proj),
+            ] {
+                out.insert(format!("{p}.{name}.weight"), Weight::Matrix(lin.weight.clone().transpose()));
+                if let Some(b) = &lin.bias {
+                    out.insert(format!("{p}.{name}.bias"), Weight::Vector(b.clone()));
+                }
+            }
+            let norms = [
+                ("input_layernorm", layer.input_layernorm.as_ref()),
+                ("post_attention_layernorm", Some(&layer.post_attention_layernorm)),
+                ("post_feedforward_layernorm", layer.post_feedforward_layernorm.as_ref()),
+                ("self_attn.q_norm", layer.q_norm.as_ref()),
+                ("self_attn.k_norm", layer.k_norm.as_ref()),
+            ];
+            for (name, norm) in norms {
+                if let Some(norm) = norm {
+                    out.insert(format!("{p}.{name}.weight"), Weight::Vector(norm.weight.clone()));
+                }
+            }
+        }
+        out.insert("model.norm.weight".into(), Weight::Vector(self.norm.weight.clone()));
+        WeightMap(out)
+    }
+
+    /// This model with its weights replaced by `weights` (same names and shapes as
+    /// [`CausalLm::named_weights`]); tracked tensors stay tracked, so gradients reach them.
+    pub fn with_weights(&self, weights: &WeightMap) -> Result<Self> {
+        Self::load(self.config.clone(), weights, &self.device, self.dtype)
     }
 
     /// Logits `[B, S, V]` in f32 of final-normed hidden states `[B, S, H]`.
@@ -417,7 +466,8 @@ impl CausalLm {
                 (layer, (patch, moved))
             })
             .collect();
-        Ok(Plan { after_mlp, at_place, patches, record })
+        let lora = steering.lora(num_layers, c.intermediate_size, hidden)?;
+        Ok(Plan { after_mlp, at_place, patches, lora, record })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -461,11 +511,11 @@ impl CausalLm {
             None => {
                 h = residual + attn;
                 let mlp_in = add(layer.post_attention_layernorm.forward(h.clone()), Site::PostAttentionLayernorm);
-                mlp_out = add(self.mlp(layer, mlp_in, plan.after_mlp[l].as_ref()), Site::Mlp);
+                mlp_out = add(self.mlp(layer, mlp_in, plan.after_mlp[l].as_ref(), plan.lora[l].as_ref()), Site::Mlp);
             }
             Some(post_ff) => {
                 h = residual + add(layer.post_attention_layernorm.forward(attn), Site::PostAttentionLayernorm);
-                let m = add(self.mlp(layer, h.clone(), plan.after_mlp[l].as_ref()), Site::Mlp);
+                let m = add(self.mlp(layer, h.clone(), plan.after_mlp[l].as_ref(), plan.lora[l].as_ref()), Site::Mlp);
                 mlp_out = add(post_ff.forward(m), Site::PostFeedforwardLayernorm);
             }
         }
@@ -548,10 +598,16 @@ impl CausalLm {
         layer.o_proj.forward(out)
     }
 
-    /// `down_proj(silu(gate_proj(x)) * up_proj(x)) + vector`.
-    fn mlp(&self, layer: &DecoderLayer, x: Tensor<3>, vector: Option<&Tensor<1>>) -> Tensor<3> {
+    /// `down_proj(z) + (z·A)·B + vector` with `z = silu(gate_proj(x)) * up_proj(x)`.
+    fn mlp(&self, layer: &DecoderLayer, x: Tensor<3>, vector: Option<&Tensor<1>>, lora: Option<&LoraPair>) -> Tensor<3> {
         let gated = silu(layer.gate_proj.forward(x.clone())) * layer.up_proj.forward(x);
-        let out = layer.down_proj.forward(gated);
+        let out = match lora {
+            Some(LoraPair { a, b }) => {
+                let delta = linear(linear(gated.clone(), a.clone().cast(self.dtype), None), b.clone().cast(self.dtype), None);
+                layer.down_proj.forward(gated) + delta
+            }
+            None => layer.down_proj.forward(gated),
+        };
         match vector {
             Some(v) => out + v.clone().cast(self.dtype).unsqueeze::<3>(),
             None => out,

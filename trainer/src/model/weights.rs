@@ -259,3 +259,140 @@ fn entry_to_data(name: &str, entry: &TensorEntry<'_>) -> Result<TensorData> {
         }
     })
 }
+
+/// One named weight held in memory: a matrix (checkpoint layout, `[out, in]` for linear maps) or
+/// a vector.
+#[derive(Debug, Clone)]
+pub enum Weight {
+    /// A rank-2 tensor.
+    Matrix(Tensor<2>),
+    /// A rank-1 tensor.
+    Vector(Tensor<1>),
+}
+
+impl Weight {
+    /// The shape.
+    pub fn dims(&self) -> Vec<usize> {
+        match self {
+            Self::Matrix(t) => t.dims().to_vec(),
+            Self::Vector(t) => t.dims().to_vec(),
+        }
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.dims().iter().product()
+    }
+
+    /// The values as one flat tensor `[numel]` (same dtype, same autodiff tracking).
+    pub fn flat(&self) -> Tensor<1> {
+        match self {
+            Self::Matrix(t) => t.clone().flatten(0, 1),
+            Self::Vector(t) => t.clone(),
+        }
+    }
+
+    /// A weight of this one's shape holding `flat` `[numel]`.
+    pub fn with_flat(&self, flat: Tensor<1>) -> Self {
+        match self {
+            Self::Matrix(t) => Self::Matrix(flat.reshape(t.dims())),
+            Self::Vector(_) => Self::Vector(flat),
+        }
+    }
+
+    /// Applies `f` to the flat values and restores the shape.
+    pub fn map_flat(&self, f: impl FnOnce(Tensor<1>) -> Tensor<1>) -> Self {
+        self.with_flat(f(self.flat()))
+    }
+}
+
+/// Weights by checkpoint name, held in memory. A [`TensorSource`], so a model can be rebuilt from
+/// trained or autodiff-tracked tensors with [`CausalLm::load`](crate::model::CausalLm::load);
+/// also the container of trainable parameters and optimiser moments, saved as safetensors.
+#[derive(Debug, Clone, Default)]
+pub struct WeightMap(pub BTreeMap<String, Weight>);
+
+impl TensorSource for WeightMap {
+    /// The named tensor after checking its shape, cast to `dtype` (autodiff tracking is kept).
+    fn tensor<const D: usize>(&self, name: &str, shape: [usize; D], _device: &Device, dtype: DType) -> Result<Tensor<D>> {
+        let weight = self.0.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.to_owned(),
+            dir: PathBuf::from("(weights in memory)"),
+        })?;
+        if weight.dims() != shape {
+            return Err(Error::TensorShape {
+                path: PathBuf::from("(weights in memory)"),
+                name: name.to_owned(),
+                expected: shape.to_vec(),
+                found: weight.dims(),
+            });
+        }
+        let t: Tensor<D> = weight.flat().reshape(shape);
+        Ok(if t.dtype() == dtype { t } else { t.cast(dtype) })
+    }
+}
+
+impl WeightMap {
+    /// Total number of elements.
+    pub fn numel(&self) -> usize {
+        self.0.values().map(Weight::numel).sum()
+    }
+
+    /// Applies `f` to every weight's flat values.
+    pub fn map_flat(&self, mut f: impl FnMut(&str, Tensor<1>) -> Tensor<1>) -> Self {
+        Self(self.0.iter().map(|(k, w)| (k.clone(), w.map_flat(|t| f(k, t)))).collect())
+    }
+
+    /// Writes every weight to a safetensors file in its own dtype (f32, f16 or bf16), with
+    /// `metadata` in the header.
+    pub fn save_safetensors(&self, path: &Path, metadata: Option<std::collections::HashMap<String, String>>) -> Result<()> {
+        let mut data = Vec::with_capacity(self.0.len());
+        for (name, weight) in &self.0 {
+            let td = weight.flat().into_data();
+            let dtype = match td.dtype() {
+                DType::F32 => StDtype::F32,
+                DType::F16 => StDtype::F16,
+                DType::BF16 => StDtype::BF16,
+                DType::F64 => StDtype::F64,
+                other => {
+                    return Err(Error::InvalidArgument(format!("cannot save `{name}` of dtype {other:?}")));
+                }
+            };
+            data.push((name.clone(), weight.dims(), dtype, td.bytes().to_vec()));
+        }
+        let views = data
+            .iter()
+            .map(|(name, shape, dtype, bytes)| {
+                safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+                    .map(|v| (name.clone(), v))
+                    .map_err(|e| Error::Safetensors { path: path.to_owned(), message: e.to_string() })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        crate::fsutil::write_atomic(path, &safetensors::serialize(views, metadata).map_err(|e| {
+            Error::Safetensors { path: path.to_owned(), message: e.to_string() }
+        })?)
+    }
+
+    /// Reads every tensor of a safetensors file (rank 1 or 2) onto `device`, keeping its dtype.
+    pub fn load_safetensors(path: &Path, device: &Device) -> Result<Self> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let file = Weights::from_files(dir, &[path.to_owned()])?;
+        let mut out = BTreeMap::new();
+        for name in file.names() {
+            let entry = file.entry(name)?;
+            let data = entry_to_data(name, &entry)?;
+            let weight = match entry.shape.len() {
+                1 => Weight::Vector(Tensor::from_data(data, device)),
+                2 => Weight::Matrix(Tensor::from_data(data, device)),
+                n => {
+                    return Err(Error::Safetensors {
+                        path: path.to_owned(),
+                        message: format!("tensor `{name}` has rank {n}; expected 1 or 2"),
+                    });
+                }
+            };
+            out.insert(name.to_owned(), weight);
+        }
+        Ok(Self(out))
+    }
+}

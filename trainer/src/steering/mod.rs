@@ -29,6 +29,10 @@ pub enum Steering {
         /// `[r, H]`.
         b: Tensor<2>,
     },
+    /// LoRA on `down_proj`, one optional adapter per layer (`L` entries): the MLP output gains
+    /// `(z·A)·B` for the MLP's hidden activation `z` (alpha = rank: scale 1). Input-dependent
+    /// steering; the rank-1 case is the reference's "lora-1" baseline.
+    Lora(Vec<Option<LoraPair>>),
     /// One vector `[H]` added to the output of one sub-module.
     AtPlace {
         /// Where.
@@ -36,6 +40,15 @@ pub enum Steering {
         /// `[H]`.
         vector: Tensor<1>,
     },
+}
+
+/// The two factors of one layer's LoRA adapter, in `[in, out]` layout.
+#[derive(Debug, Clone)]
+pub struct LoraPair {
+    /// `[I, r]` (PEFT's `lora_A.weight` transposed).
+    pub a: Tensor<2>,
+    /// `[r, H]` (PEFT's `lora_B.weight` transposed).
+    pub b: Tensor<2>,
 }
 
 impl Steering {
@@ -57,7 +70,7 @@ impl Steering {
     /// The `[L, H]` matrix of per-layer vectors, if this steering has one; checks its shape.
     pub fn layer_vectors(&self, num_layers: usize, hidden: usize) -> Result<Option<Tensor<2>>> {
         let vectors = match self {
-            Self::None | Self::AtPlace { .. } => return Ok(None),
+            Self::None | Self::AtPlace { .. } | Self::Lora(_) => return Ok(None),
             Self::PerLayer(v) => v.clone(),
             Self::LowRank { a, b } => a.clone().matmul(b.clone()),
         };
@@ -68,6 +81,32 @@ impl Steering {
             )));
         }
         Ok(Some(vectors))
+    }
+
+    /// The per-layer LoRA adapters of [`Steering::Lora`] (`L` entries), checking their shapes.
+    pub fn lora(&self, num_layers: usize, intermediate: usize, hidden: usize) -> Result<Vec<Option<LoraPair>>> {
+        let Self::Lora(layers) = self else {
+            return Ok(vec![None; num_layers]);
+        };
+        if layers.len() != num_layers {
+            return Err(Error::InvalidArgument(format!(
+                "LoRA adapters for {} layers, the model has {num_layers}",
+                layers.len()
+            )));
+        }
+        for (l, pair) in layers.iter().enumerate() {
+            if let Some(LoraPair { a, b }) = pair {
+                let ([ai, ar], [br, bh]) = (a.dims(), b.dims());
+                if ai != intermediate || bh != hidden || ar != br {
+                    return Err(Error::InvalidArgument(format!(
+                        "LoRA of layer {l}: A {:?} and B {:?}, expected [{intermediate}, r] and [r, {hidden}]",
+                        a.dims(),
+                        b.dims()
+                    )));
+                }
+            }
+        }
+        Ok(layers.clone())
     }
 
     /// The place and vector of [`Steering::AtPlace`].

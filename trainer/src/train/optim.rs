@@ -1,0 +1,208 @@
+//! AdamW with the reference's settings (PyTorch semantics: decoupled weight decay, bias-corrected
+//! moments, `eps` added after the square root), global gradient-norm clipping, and the
+//! `constant_with_warmup` learning-rate schedule of Hugging Face.
+//!
+//! Parameters, gradients and moments are [`WeightMap`]s of f32 tensors on the training device; the
+//! update runs there, element-wise on each tensor's flat view.
+
+use burn::tensor::Tensor;
+
+use crate::error::{Error, Result};
+use crate::model::weights::WeightMap;
+
+/// AdamW hyper-parameters (defaults: the reference's 0.9, 0.999, 1e-8, weight decay 0).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdamW {
+    /// First-moment decay.
+    pub beta1: f64,
+    /// Second-moment decay.
+    pub beta2: f64,
+    /// Added to the square root of the second moment.
+    pub eps: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+}
+
+impl Default for AdamW {
+    fn default() -> Self {
+        Self { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+    }
+}
+
+/// The optimiser's state: the number of steps taken and the two moments of every parameter.
+#[derive(Debug, Clone)]
+pub struct AdamWState {
+    /// Steps taken so far.
+    pub step: u64,
+    /// First moments, by parameter name.
+    pub m: WeightMap,
+    /// Second moments, by parameter name.
+    pub v: WeightMap,
+}
+
+impl AdamWState {
+    /// Zero moments shaped like `params`.
+    pub fn new(params: &WeightMap) -> Self {
+        let zeros = params.map_flat(|_, t| t.zeros_like());
+        Self { step: 0, m: zeros.clone(), v: zeros }
+    }
+
+    /// Bytes held by the moments (the "optimiser bytes" of the demo table).
+    pub fn bytes(&self) -> usize {
+        (self.m.numel() + self.v.numel()) * std::mem::size_of::<f32>()
+    }
+}
+
+impl AdamW {
+    /// One update of `params` with `grads` at learning rate `lr`; returns the new parameters.
+    pub fn step(&self, params: &WeightMap, grads: &WeightMap, state: &mut AdamWState, lr: f64) -> Result<WeightMap> {
+        check_same_names(params, grads, "gradients")?;
+        check_same_names(params, &state.m, "optimiser state")?;
+        state.step += 1;
+        let t = state.step as i32;
+        let bias1 = 1.0 - self.beta1.powi(t);
+        let bias2 = 1.0 - self.beta2.powi(t);
+        let mut out = WeightMap::default();
+        for (name, p) in &params.0 {
+            let g = grads.0[name].flat();
+            let m = state.m.0[name].flat().mul_scalar(self.beta1) + g.clone().mul_scalar(1.0 - self.beta1);
+            let v = state.v.0[name].flat().mul_scalar(self.beta2) + g.square().mul_scalar(1.0 - self.beta2);
+            let mut x = p.flat();
+            if self.weight_decay != 0.0 {
+                x = x.mul_scalar(1.0 - lr * self.weight_decay);
+            }
+            let denom = v.clone().sqrt().div_scalar(bias2.sqrt()).add_scalar(self.eps);
+            x = x - (m.clone() / denom).mul_scalar(lr / bias1);
+            state.m.0.insert(name.clone(), p.with_flat(m));
+            state.v.0.insert(name.clone(), p.with_flat(v));
+            out.0.insert(name.clone(), p.with_flat(x));
+        }
+        Ok(out)
+    }
+}
+
+fn check_same_names(params: &WeightMap, other: &WeightMap, what: &str) -> Result<()> {
+    let a: Vec<&String> = params.0.keys().collect();
+    let b: Vec<&String> = other.0.keys().collect();
+    if a != b {
+        return Err(Error::InvalidArgument(format!("{what} are for {b:?}, the parameters are {a:?}")));
+    }
+    Ok(())
+}
+
+/// The global L2 norm of all gradients (one host read).
+pub fn global_norm(grads: &WeightMap) -> f64 {
+    let squares: Vec<Tensor<1>> = grads.0.values().map(|g| g.flat().square().sum()).collect();
+    if squares.is_empty() {
+        return 0.0;
+    }
+    let total = Tensor::cat(squares, 0).sum().into_scalar::<f32>();
+    let total = f64::from(total);
+    total.sqrt()
+}
+
+/// Scales `grads` so that their global norm is at most `max_norm` (PyTorch's
+/// `clip_grad_norm_`: factor `max_norm / (norm + 1e-6)` when below one). Returns the clipped
+/// gradients and the norm before clipping.
+pub fn clip_grad_norm(grads: WeightMap, max_norm: f64) -> (WeightMap, f64) {
+    let norm = global_norm(&grads);
+    let coef = max_norm / (norm + 1e-6);
+    if coef < 1.0 {
+        (grads.map_flat(|_, g| g.mul_scalar(coef)), norm)
+    } else {
+        (grads, norm)
+    }
+}
+
+/// Hugging Face's `constant_with_warmup` schedule: the learning rate of optimizer step `step`
+/// (counted from 0) rises linearly from 0 over `warmup_steps` steps, then stays at `lr`.
+/// As in Hugging Face, the first step runs at learning rate 0 when there is a warm-up.
+pub fn warmup_lr(lr: f64, step: u64, warmup_steps: u64) -> f64 {
+    if step < warmup_steps { lr * step as f64 / warmup_steps.max(1) as f64 } else { lr }
+}
+
+/// Warm-up length of the reference: `ceil(warmup_ratio · total_steps)`.
+pub fn warmup_steps(warmup_ratio: f64, total_steps: u64) -> u64 {
+    (warmup_ratio * total_steps as f64).ceil() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    use super::*;
+    use crate::model::weights::Weight;
+
+    fn map(values: &[f32]) -> WeightMap {
+        let t = Tensor::<1>::from_data(TensorData::new(values.to_vec(), [values.len()]), &Device::flex());
+        WeightMap(BTreeMap::from([("w".to_owned(), Weight::Vector(t))]))
+    }
+
+    fn host(m: &WeightMap) -> Vec<f64> {
+        m.0["w"].flat().into_data().iter::<f32>().map(f64::from).collect()
+    }
+
+    /// PyTorch's AdamW in float64 for one scalar parameter.
+    fn reference(p0: f64, grads: &[f64], lr: f64, wd: f64) -> f64 {
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+        let (mut p, mut m, mut v) = (p0, 0.0, 0.0);
+        for (i, g) in grads.iter().enumerate() {
+            let t = (i + 1) as i32;
+            p *= 1.0 - lr * wd;
+            m = b1 * m + (1.0 - b1) * g;
+            v = b2 * v + (1.0 - b2) * g * g;
+            let denom = (v.sqrt() / (1.0 - b2.powi(t)).sqrt()) + eps;
+            p -= lr / (1.0 - b1.powi(t)) * m / denom;
+        }
+        p
+    }
+
+    #[test]
+    fn adamw_matches_a_float64_recomputation_of_pytorch_over_several_steps() {
+        let opt = AdamW { weight_decay: 0.1, ..AdamW::default() };
+        let grads = [[0.5f32, -2.0, 1e-3], [0.25, 1.0, -1e-3], [-0.75, 0.5, 2.0]];
+        let mut params = map(&[1.0, -0.5, 0.0]);
+        let mut state = AdamWState::new(&params);
+        for g in &grads {
+            params = opt.step(&params, &map(g), &mut state, 0.01).unwrap();
+        }
+        let got = host(&params);
+        for (i, (&p0, got)) in [1.0, -0.5, 0.0].iter().zip(got).enumerate() {
+            let g: Vec<f64> = grads.iter().map(|g| f64::from(g[i])).collect();
+            let want = reference(p0, &g, 0.01, 0.1);
+            assert!((got - want).abs() < 1e-6, "element {i}: {got} vs {want}");
+        }
+        assert_eq!(state.step, 3);
+    }
+
+    #[test]
+    fn clipping_scales_to_the_global_norm_and_leaves_small_gradients_alone() {
+        let (clipped, norm) = clip_grad_norm(map(&[3.0, 4.0]), 2.0);
+        assert!((norm - 5.0).abs() < 1e-6);
+        let c = host(&clipped);
+        assert!((c[0] - 3.0 * 2.0 / (5.0 + 1e-6)).abs() < 1e-6 && (c[1] - 4.0 * 2.0 / (5.0 + 1e-6)).abs() < 1e-6);
+        let (kept, norm) = clip_grad_norm(map(&[0.3, 0.4]), 2.0);
+        assert!((norm - 0.5).abs() < 1e-6);
+        assert_eq!(host(&kept), vec![0.30000001192092896, 0.4000000059604645]);
+    }
+
+    #[test]
+    fn warmup_is_linear_from_zero_then_constant_like_hugging_face() {
+        assert_eq!(warmup_steps(0.03, 314), 10);
+        assert_eq!(warmup_steps(0.0, 314), 0);
+        let lrs: Vec<f64> = (0..5).map(|s| warmup_lr(1.0, s, 3)).collect();
+        assert_eq!(lrs, vec![0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0, 1.0]);
+        assert_eq!(warmup_lr(0.5, 0, 0), 0.5);
+    }
+
+    #[test]
+    fn mismatched_gradient_names_are_an_error() {
+        let params = map(&[1.0]);
+        let mut state = AdamWState::new(&params);
+        let other = WeightMap(BTreeMap::from([("x".to_owned(), params.0["w"].clone())]));
+        let err = AdamW::default().step(&params, &other, &mut state, 0.1).unwrap_err().to_string();
+        assert!(err.contains("gradients"), "{err}");
+    }
+}
