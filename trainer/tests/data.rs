@@ -1,5 +1,6 @@
 //! Loading problems: the shipped benchmark files, Parquet, Arrow and Hugging Face directories
 //! (fixtures made by fixtures/data/make_data_fixtures.py), and clear errors on bad input.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 

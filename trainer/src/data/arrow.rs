@@ -18,8 +18,7 @@ pub(super) fn read_ipc(path: &Path) -> Result<Vec<Row>, DataError> {
     let mut pos = if bytes.starts_with(b"ARROW1") { 8 } else { 0 };
     let mut schema: Option<Vec<FieldType>> = None;
     let mut rows = Vec::new();
-    loop {
-        let Some(mut len) = read_u32(&bytes, pos) else { break };
+    while let Some(mut len) = read_u32(&bytes, pos) {
         pos += 4;
         if len == 0xFFFF_FFFF {
             len = read_u32(&bytes, pos).ok_or_else(|| err(format!("truncated message header at byte {pos}")))?;

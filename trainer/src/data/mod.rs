@@ -519,6 +519,7 @@ pub fn retain_short_prompts<E>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -142,6 +142,7 @@ fn list(ids: &BTreeSet<u64>) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

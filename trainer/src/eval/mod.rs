@@ -16,9 +16,10 @@
 //! rename). A benchmark whose summary exists and whose records are complete is skipped; an
 //! interrupted one keeps the records it has (same prompt, same number of samples) and generates
 //! the rest. Sampling is seeded by the eval seed; the random stream of a sample depends on the
-//! problem's position within its generation call, so greedy results are identical however the
-//! problems are batched or sharded, and sampled ones are reproducible for the same batching,
-//! shard and resume history.
+//! problem's position within its generation call, so greedy results are the same however the
+//! problems are batched or sharded (same tokens; log-probabilities equal up to float rounding,
+//! which depends on the padded batch shape), and sampled ones are reproducible for the same
+//! batching, shard and resume history.
 
 pub mod config;
 mod merge;
@@ -491,6 +492,7 @@ pub fn checkpoint_context(dir: &Path) -> Option<(EvalContext, PathBuf)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
