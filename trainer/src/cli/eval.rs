@@ -197,6 +197,7 @@ pub fn run(args: &EvalArgs, quiet: bool) -> anyhow::Result<()> {
             "avg_at_n": s.avg_at_n,
             "mean_length": s.mean_length,
             "stop_rate": s.stop_rate,
+            "prompt_tokens": outcome.prompt_tokens,
             "generated_tokens": outcome.generated_tokens,
             "generation_secs": outcome.generation_secs,
             "total_secs": outcome.total_secs,

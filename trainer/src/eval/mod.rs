@@ -229,6 +229,8 @@ pub struct BenchmarkOutcome {
     pub resumed: usize,
     /// Problems generated now.
     pub generated_problems: usize,
+    /// Prompt tokens of the problems generated now (each prompt counted once).
+    pub prompt_tokens: usize,
     /// Tokens generated now.
     pub generated_tokens: usize,
     /// Seconds spent generating (prefill, decoding and sampling).
@@ -275,6 +277,7 @@ pub fn evaluate_benchmark(
         skipped: false,
         resumed: 0,
         generated_problems: 0,
+        prompt_tokens: 0,
         generated_tokens: 0,
         generation_secs: 0.0,
         total_secs: 0.0,
@@ -348,6 +351,7 @@ pub fn evaluate_benchmark(
         let generation = rollout::generate(model.lm, model.steering, model.interventions, &request, &ProgressBar::hidden())?;
         outcome.generation_secs += generation.stats.prefill_secs + generation.stats.decode_secs;
         outcome.generated_tokens += generation.stats.generated_tokens;
+        outcome.prompt_tokens += chunk.iter().map(|&i| prompts[i].ids.len()).sum::<usize>();
         let texts = generation
             .completions
             .iter()
