@@ -789,6 +789,91 @@ mod tests {
         assert_eq!(best[0].context.checkpoint, Some(1));
     }
 
+    /// Scores of the six paper benchmarks at one seed: (pass@1, avg@n) per benchmark in
+    /// `PAPER_AVERAGE` order, with `samples` per problem on the small sets.
+    fn seed_scores(seed: u64, values: [(f64, f64); 6], samples: u32) -> Scores {
+        crate::benchmarks::PAPER_AVERAGE
+            .iter()
+            .zip(values)
+            .map(|((b, h), (pass, avg))| {
+                let mut s = score(seed, pass, avg);
+                s.samples_per_problem = if *h == Headline::AvgAtN { samples } else { 1 };
+                ((*b).to_owned(), vec![s])
+            })
+            .collect()
+    }
+
+    fn evaluated(setup: &str, ckpt: Option<u64>, temperature: f64, scores: Scores) -> EvaluatedRun {
+        EvaluatedRun {
+            context: EvalContext {
+                model: "Qwen2.5-Math-1.5B".into(),
+                dataset: if setup == "base" { "base" } else { "deepscaler" }.into(),
+                setup: setup.into(),
+                run: if setup == "base" { "" } else { "seed-0" }.into(),
+                checkpoint: ckpt,
+            },
+            temperature,
+            scores,
+        }
+    }
+
+    #[test]
+    fn table_one_csvs_match_a_hand_computed_example() {
+        // Steering, checkpoint 212, three eval seeds; small sets (avg@32) first, pass@1 0.25 there:
+        //            AIME24 AIME25 AMC23 | MATH500 Minerva Olympiad | Average
+        //   seed 0:   0.2    0.1    0.5  |   0.8     0.4     0.4    |  40
+        //   seed 1:   0.3    0.2    0.6  |   0.8     0.4     0.4    |  45
+        //   seed 2:   0.1    0.1    0.4  |   0.8     0.3     0.4    |  35
+        // means 20, 13.3, 50, 80, 36.7, 40, 40; population stds 8.2, 4.7, 8.2, 0, 4.7, 0, 4.1.
+        let rows = [
+            [0.2, 0.1, 0.5, 0.8, 0.4, 0.4],
+            [0.3, 0.2, 0.6, 0.8, 0.4, 0.4],
+            [0.1, 0.1, 0.4, 0.8, 0.3, 0.4],
+        ];
+        let steering = rows.iter().enumerate().fold(Scores::new(), |acc, (seed, r)| {
+            let v = std::array::from_fn(|i| if i < 3 { (0.25, r[i]) } else { (r[i], 0.0) });
+            merge(acc, seed_scores(seed as u64, v, 32))
+        });
+        let flat = |x: f64, seeds: u64, samples: u32| (0..seeds).fold(Scores::new(), |acc, s| merge(acc, seed_scores(s, [(x, x); 6], samples)));
+        let runs = vec![
+            evaluated("steering", Some(106), 1.0, flat(0.3, 3, 32)),
+            evaluated("steering", Some(212), 1.0, steering),
+            evaluated("full_model", Some(314), 1.0, flat(0.5, 3, 32)),
+            evaluated("base", None, 0.0, flat(0.2, 1, 1)),
+        ];
+        let spec = AverageSpec::for_scores(runs.iter().map(|r| &r.scores));
+        let best = best_checkpoints(&runs, &spec);
+        let steering = best.iter().find(|r| r.context.setup == "steering").unwrap();
+        assert_eq!(steering.context.checkpoint, Some(212));
+        let avg = aggregate(&steering.scores, AVERAGE, Metric::Accuracy, &spec).unwrap();
+        assert!((avg.mean - 40.0).abs() < 1e-9 && (avg.std - (50.0f64 / 3.0).sqrt()).abs() < 1e-9, "{avg:?}");
+        let table = accuracy_table(&best, Metric::Accuracy);
+        let header = "Model,Setup,AIME24 PASS@1,AIME25 PASS@1,AMC23 PASS@1,AIME24 AVG@32,AIME25 AVG@32,AMC23 AVG@32,MATH500,MinervaMath,OlympiadBench,Avg.";
+        assert_eq!(
+            table_csv(&table, CsvStyle::Mean),
+            format!(
+                "{header}\n\
+                 Qwen2.5-Math-1.5B,Base,20.0,20.0,20.0,20.0,20.0,20.0,20.0,20.0,20.0,20.0\n\
+                 Qwen2.5-Math-1.5B,Steering (ckpt 212),25.0,25.0,25.0,20.0,13.3,50.0,80.0,36.7,40.0,40.0\n\
+                 Qwen2.5-Math-1.5B,Full-Tune (ckpt 314),50.0,50.0,50.0,50.0,50.0,50.0,50.0,50.0,50.0,50.0\n"
+            )
+        );
+        let std_csv = table_csv(&table, CsvStyle::MeanStd);
+        let p = |m: &str, s: &str| format!("{m} $\\pm$ {s}");
+        let steering_row: Vec<String> = [
+            ("25.0", "0.0"), ("25.0", "0.0"), ("25.0", "0.0"), ("20.0", "8.2"), ("13.3", "4.7"), ("50.0", "8.2"),
+            ("80.0", "0.0"), ("36.7", "4.7"), ("40.0", "0.0"), ("40.0", "4.1"),
+        ]
+        .iter()
+        .map(|(m, s)| p(m, s))
+        .collect();
+        assert_eq!(std_csv.lines().nth(2).unwrap(), format!("Qwen2.5-Math-1.5B,Steering (ckpt 212),{}", steering_row.join(",")));
+        // Relative: 40 / 50 = 80 %; improvement (40 − 20) / (50 − 20) = 66.7 %.
+        let csv = table_csv(&table, CsvStyle::WithRelative);
+        let rel: Vec<Vec<&str>> = csv.lines().map(|l| l.rsplit(',').take(2).collect()).collect();
+        assert_eq!(rel, [["Relative Improvement (%)", "Relative (%)"], ["0.0", "40.0"], ["66.7", "80.0"], ["100.0", "100.0"]]);
+    }
+
     #[test]
     fn model_groups_follow_the_reference_order() {
         let mut names = vec![

@@ -166,6 +166,52 @@ impl EvalSummary {
     }
 }
 
+/// A float as Python's `str()` writes it for ordinary values: the shortest representation that
+/// reads back, with `.0` on integral values (`1.0`, `0.95`, `27.0`); `inf`, `nan` as Python.
+pub fn python_float(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let s = format!("{x}");
+    if s.contains(['.', 'e']) { s } else { format!("{s}.0") }
+}
+
+/// The folder of a sampling setting, as the reference names it: `temp_1.0_top_p_1.0`.
+pub fn sampling_dir(temperature: f64, top_p: f64) -> String {
+    format!("temp_{}_top_p_{}", python_float(temperature), python_float(top_p))
+}
+
+/// The folder of an eval seed: `eval_seed-3`.
+pub fn seed_dir(seed: u64) -> String {
+    format!("eval_seed-{seed}")
+}
+
+/// The folder of one evaluation, relative to a results root (the inverse of
+/// [`crate::results::context_from_eval_path`]):
+/// `<model>/<dataset>/<setup>/<run>/checkpoint-<n>/temp_<T>_top_p_<P>/eval_seed-<k>` for runs
+/// (without `checkpoint-<n>` when there is none), `<model>/base/temp_<T>_top_p_<P>/eval_seed-<k>`
+/// for a base model (setup `base`; a non-empty run adds a folder after `base`).
+pub fn eval_dir(context: &EvalContext, temperature: f64, top_p: f64, seed: u64) -> String {
+    let mut parts: Vec<String> = vec![context.model.clone()];
+    if context.setup == "base" {
+        parts.push("base".into());
+        if !context.run.is_empty() {
+            parts.push(context.run.clone());
+        }
+    } else {
+        parts.extend([context.dataset.clone(), context.setup.clone(), context.run.clone()]);
+        if let Some(c) = context.checkpoint {
+            parts.push(format!("checkpoint-{c}"));
+        }
+    }
+    parts.push(sampling_dir(temperature, top_p));
+    parts.push(seed_dir(seed));
+    parts.join("/")
+}
+
 /// The records of a `<bench>.jsonl` file that could be read, and what could not.
 #[derive(Debug, Clone, Default)]
 pub struct RecordsRead {
@@ -252,6 +298,32 @@ mod tests {
             (s.num_samples, s.num_correct, s.samples_per_problem),
             (4, 2, 2)
         );
+    }
+
+    #[test]
+    fn sampling_folders_use_python_float_formatting() {
+        assert_eq!(sampling_dir(1.0, 1.0), "temp_1.0_top_p_1.0");
+        assert_eq!(sampling_dir(0.0, 0.95), "temp_0.0_top_p_0.95");
+        assert_eq!(python_float(0.6), "0.6");
+        assert_eq!(seed_dir(2), "eval_seed-2");
+    }
+
+    #[test]
+    fn eval_folders_parse_back_into_their_context() {
+        let run = EvalContext {
+            model: "Qwen2.5-Math-1.5B".into(),
+            dataset: "deepscaler".into(),
+            setup: "steering".into(),
+            run: "seed-0_lr-0.01".into(),
+            checkpoint: Some(314),
+        };
+        let dir = eval_dir(&run, 1.0, 1.0, 2);
+        assert_eq!(dir, "Qwen2.5-Math-1.5B/deepscaler/steering/seed-0_lr-0.01/checkpoint-314/temp_1.0_top_p_1.0/eval_seed-2");
+        assert_eq!(crate::results::context_from_eval_path(&format!("{dir}/math500.summary.json")), Some(run));
+        let base = EvalContext { model: "M".into(), dataset: "base".into(), setup: "base".into(), ..Default::default() };
+        let dir = eval_dir(&base, 0.0, 1.0, 0);
+        assert_eq!(dir, "M/base/temp_0.0_top_p_1.0/eval_seed-0");
+        assert_eq!(crate::results::context_from_eval_path(&format!("{dir}/x.summary.json")), Some(base));
     }
 
     #[test]

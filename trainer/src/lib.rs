@@ -4,8 +4,10 @@
 //! The binary `trainer` (see `main.rs`) is a thin command line over this library.
 
 pub mod bench;
+pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod fsutil;
 pub mod model;
 pub mod reward;

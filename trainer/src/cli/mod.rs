@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and dispatch to the subcommands.
 
 mod bench;
+mod eval;
 mod generate;
 mod inspect;
 mod train;
@@ -40,6 +41,10 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Measure performance on random weights at real model shapes.
     Bench(bench::BenchArgs),
+    /// Evaluate a model (base, steered, or a training checkpoint) on math benchmarks.
+    Eval(eval::EvalArgs),
+    /// Join the outputs of `trainer eval --shard i/N` runs.
+    EvalMerge(eval::MergeArgs),
 }
 
 /// Runs the parsed command.
@@ -50,6 +55,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(&args),
         Command::Train(args) => train::run(&args, cli.quiet),
         Command::Bench(args) => bench::run(&args, cli.quiet),
+        Command::Eval(args) => eval::run(&args, cli.quiet),
+        Command::EvalMerge(args) => eval::run_merge(&args),
     }
 }
 
