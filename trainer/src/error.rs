@@ -136,6 +136,9 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A data file (training set, benchmark) is missing or malformed.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
     /// An argument is out of range or inconsistent.
     #[error("{0}")]
     InvalidArgument(String),

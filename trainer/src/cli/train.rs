@@ -25,7 +25,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
     pub resume: Option<PathBuf>,
     /// Compute backend: flex (CPU), wgpu, or vulkan.
-    #[arg(long, value_enum, default_value_t = Backend::Flex, env = "STEERLAB_BACKEND")]
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
     pub backend: Backend,
     /// Stop after this many steps of this invocation (a checkpoint is written; resume later).
     #[arg(long, value_name = "N")]

@@ -53,7 +53,13 @@ impl Linear {
     }
 }
 
-/// RMSNorm computed in f32, as transformers does, then cast back to the input dtype.
+/// The dtype of normalisations, softmax and logits: f32, or f64 when computing in f64 (used by
+/// the float64 reference checks of gradients).
+fn accumulation_dtype(dtype: DType) -> DType {
+    if dtype == DType::F64 { DType::F64 } else { DType::F32 }
+}
+
+/// RMSNorm computed in f32 (f64 for f64 models), as transformers does, then cast back to the input dtype.
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
     /// `[dim]`, f32.
@@ -73,7 +79,7 @@ impl RmsNorm {
     /// Normalises over the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let dtype = x.dtype();
-        let x = x.cast(DType::F32);
+        let x = x.cast(accumulation_dtype(dtype));
         let rms = x.clone().square().mean_dim(D - 1).add_scalar(self.eps).sqrt();
         let weight = self.weight.clone().unsqueeze::<D>();
         // transformers: weight * (x * rsqrt(var + eps)).to(input_dtype)
@@ -334,13 +340,13 @@ impl CausalLm {
         Self::load(self.config.clone(), weights, &self.device, self.dtype)
     }
 
-    /// Logits `[B, S, V]` in f32 of final-normed hidden states `[B, S, H]`.
+    /// Logits `[B, S, V]` in f32 (f64 for an f64 model) of final-normed hidden states `[B, S, H]`.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let head = match &self.lm_head {
             Some(w) => w.clone(),
             None => self.embed_tokens.clone().transpose(),
         };
-        linear(hidden, head, None).cast(DType::F32)
+        linear(hidden, head, None).cast(accumulation_dtype(self.dtype))
     }
 
     /// Runs tokens `[B, S]` at columns `start..start+S` of `layout` (`start` = positions already in
@@ -592,7 +598,8 @@ impl CausalLm {
         // are stacked along the sequence axis.
         let q = q.reshape([b, nkv, rep * s, hd]);
         let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt());
-        let scores = scores.reshape([b, nh, s, t]).cast(DType::F32) + mask.clone();
+        let acc = accumulation_dtype(self.dtype);
+        let scores = scores.reshape([b, nh, s, t]).cast(acc) + mask.clone().cast(acc);
         let probs = softmax(scores, 3).cast(self.dtype).reshape([b, nkv, rep * s, t]);
         let out = probs.matmul(v).reshape([b, nh, s, hd]).swap_dims(1, 2).reshape([b, s, nh * hd]);
         layer.o_proj.forward(out)

@@ -83,7 +83,7 @@ pub fn completion_logprobs(
     let logits = if temperature == 1.0 { logits } else { logits.div_scalar(temperature) };
     let logp = log_softmax(logits, 2);
     let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [b, t, 1]), device);
-    let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, t]), device);
+    let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, t]), device).cast(logp.dtype());
     let logprobs = logp.gather(2, targets).reshape([b, t]) * mask.clone();
     Ok(CompletionLogprobs { logprobs, mask, lengths })
 }

@@ -23,9 +23,8 @@ use shared::metrics::MetricsLine;
 use crate::data::{self, ColumnMapping, Problem};
 use crate::device::Backend;
 use crate::error::{Error, Result};
-use crate::model::prompt::{PromptStyle, TemplateType};
+use crate::model::prompt::PromptStyle;
 use crate::model::{self, ModelTokenizer};
-use crate::reward::AnswerFormat;
 use crate::train::checkpoint;
 use crate::train::config::TrainConfig;
 use crate::train::optim::AdamWState;
@@ -263,10 +262,7 @@ pub fn train(config: Option<TrainConfig>, resume: Option<&Path>, options: &RunOp
         tokenizer: &tokenizer,
         stop_token_ids: stop_ids(&config, &tokenizer, &policy)?,
         pad_token_id: tokenizer.pad_token_id(),
-        answer_format: match config.template_type {
-            TemplateType::QwenMath => AnswerFormat::QwenMath,
-            TemplateType::R1 => AnswerFormat::R1,
-        },
+        answer_format: crate::eval::answer_format(config.template_type),
         total_steps: total,
     };
     let interrupted = interrupt_flag();

@@ -75,12 +75,77 @@ pub fn step_seed(seed: u64, step: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Per-sequence loss terms of one micro-batch, before division by `N_tok`.
-struct SequenceLoss {
-    /// `[B]` `−A·Σ log π + β·KL`.
-    loss: Tensor<1>,
-    /// `[B]` the KL term (0 without a reference), for logging.
-    kl: Option<Tensor<1>>,
+/// The sequences of one micro-batch and their advantages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossBatch {
+    /// Prompt ids of each sequence.
+    pub prompts: Vec<Vec<u32>>,
+    /// Completion ids of each sequence.
+    pub completions: Vec<Vec<u32>>,
+    /// Advantage of each sequence.
+    pub advantages: Vec<f64>,
+}
+
+/// Settings of the loss.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossSettings {
+    /// Padding id.
+    pub pad_token_id: u32,
+    /// Temperature of the log-probabilities (the sampling temperature).
+    pub temperature: f64,
+    /// KL estimator and coefficient, when the KL term is on.
+    pub kl: Option<(KlType, f64)>,
+    /// The step's completion-token count `N_tok` (the loss's denominator).
+    pub num_tokens: usize,
+}
+
+/// The loss of one micro-batch, `Σ_i (−A_i Σ_t log π(y_t) + β·KL_i) / N_tok` (a one-element
+/// tensor, differentiable with respect to the tracked tensors in `params`), and the batch's
+/// summed KL (0 without KL).
+pub fn micro_batch_loss(policy: &Policy, params: &WeightMap, batch: &LossBatch, settings: &LossSettings) -> Result<(Tensor<1>, f64)> {
+    let model = policy.model(params)?;
+    let steering = policy.steering(params)?;
+    let out = completion_logprobs(&model, &steering, &[], &batch.prompts, &batch.completions, settings.pad_token_id, settings.temperature)?;
+    let b = batch.prompts.len();
+    let dtype = out.logprobs.dtype();
+    let a = Tensor::<1>::from_data(TensorData::new(batch.advantages.clone(), [b]), &policy.base.device).cast(dtype);
+    let seq_logp = out.logprobs.clone().sum_dim(1).reshape([b]);
+    let mut loss = (seq_logp * a).neg();
+    let mut kl_sum = 0.0;
+    if let Some((kind, coef)) = settings.kl {
+        let reference = completion_logprobs(
+            &policy.base,
+            &policy.reference_steering()?,
+            &[],
+            &batch.prompts,
+            &batch.completions,
+            settings.pad_token_id,
+            settings.temperature,
+        )?;
+        let kl = kl_per_sequence(kind, out.logprobs, reference.logprobs, out.mask);
+        kl_sum = kl.clone().sum().cast(burn::tensor::DType::F64).into_scalar::<f64>();
+        loss = loss + kl.mul_scalar(coef);
+    }
+    Ok((loss.sum().div_scalar(settings.num_tokens.max(1) as f64), kl_sum))
+}
+
+/// The gradients of `loss` with respect to the tracked parameters (zero for a parameter the loss
+/// does not reach).
+pub fn gradients(loss: Tensor<1>, tracked: &WeightMap) -> WeightMap {
+    let backward = loss.backward();
+    WeightMap(
+        tracked
+            .0
+            .iter()
+            .map(|(name, w)| {
+                let grad = match w {
+                    Weight::Matrix(t) => t.grad(&backward).map(Weight::Matrix),
+                    Weight::Vector(t) => t.grad(&backward).map(Weight::Vector),
+                };
+                (name.clone(), grad.unwrap_or_else(|| w.map_flat(|t| Tensor::zeros(t.dims(), &t.device().without_autodiff()))))
+            })
+            .collect(),
+    )
 }
 
 /// KL of each sequence from per-token log-probabilities `logp`, `ref_logp` and `mask` `[B, T]`.
@@ -201,64 +266,26 @@ pub fn train_step(
     let rows: Vec<usize> = (0..completions.len())
         .filter(|&i| !completions[i].tokens.is_empty() && (use_kl || adv.values[i] != 0.0))
         .collect();
+    let settings = LossSettings {
+        pad_token_id: ctx.pad_token_id,
+        temperature: c.generation_temperature,
+        kl: use_kl.then_some((c.kl_type, c.kl_coef)),
+        num_tokens: n_tok,
+    };
     let mut grads: Option<WeightMap> = None;
     let mut loss_total = 0.0;
     let mut kl_total = 0.0;
-    let device = policy.base.device.clone();
     for chunk in rows.chunks(c.batch_size) {
-        let chunk_prompts: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts[completions[i].prompt_index].ids.clone()).collect();
-        let chunk_completions: Vec<Vec<u32>> = chunk.iter().map(|&i| completions[i].tokens.clone()).collect();
-        let tracked = policy.tracked();
-        let terms = {
-            let model = policy.model(&tracked)?;
-            let steering = policy.steering(&tracked)?;
-            let out = completion_logprobs(
-                &model,
-                &steering,
-                &[],
-                &chunk_prompts,
-                &chunk_completions,
-                ctx.pad_token_id,
-                c.generation_temperature,
-            )?;
-            let b = chunk.len();
-            let a: Vec<f32> = chunk.iter().map(|&i| adv.values[i] as f32).collect();
-            let a = Tensor::<1>::from_data(TensorData::new(a, [b]), &device);
-            let seq_logp = out.logprobs.clone().sum_dim(1).reshape([b]);
-            let mut loss = (seq_logp * a).neg();
-            let mut kl = None;
-            if use_kl {
-                let reference = completion_logprobs(
-                    &policy.base,
-                    &policy.reference_steering()?,
-                    &[],
-                    &chunk_prompts,
-                    &chunk_completions,
-                    ctx.pad_token_id,
-                    c.generation_temperature,
-                )?;
-                let k = kl_per_sequence(c.kl_type, out.logprobs, reference.logprobs, out.mask);
-                loss = loss + k.clone().mul_scalar(c.kl_coef);
-                kl = Some(k);
-            }
-            SequenceLoss { loss, kl }
+        let batch = LossBatch {
+            prompts: chunk.iter().map(|&i| prompts[completions[i].prompt_index].ids.clone()).collect(),
+            completions: chunk.iter().map(|&i| completions[i].tokens.clone()).collect(),
+            advantages: chunk.iter().map(|&i| adv.values[i]).collect(),
         };
-        let loss = terms.loss.sum().div_scalar(n_tok.max(1) as f64);
-        loss_total += f64::from(loss.clone().into_scalar::<f32>());
-        if let Some(kl) = terms.kl {
-            kl_total += f64::from(kl.sum().into_scalar::<f32>());
-        }
-        let backward = loss.backward();
-        let mut chunk_grads = BTreeMap::new();
-        for (name, w) in &tracked.0 {
-            let grad = match w {
-                Weight::Matrix(t) => t.grad(&backward).map(Weight::Matrix),
-                Weight::Vector(t) => t.grad(&backward).map(Weight::Vector),
-            };
-            let grad = grad.unwrap_or_else(|| policy.params.0[name].map_flat(|t| t.zeros_like()));
-            chunk_grads.insert(name.clone(), grad);
-        }
-        grads = Some(accumulate(grads, WeightMap(chunk_grads)));
+        let tracked = policy.tracked();
+        let (loss, kl) = micro_batch_loss(policy, &tracked, &batch, &settings)?;
+        loss_total += loss.clone().cast(burn::tensor::DType::F64).into_scalar::<f64>();
+        kl_total += kl;
+        grads = Some(accumulate(grads, gradients(loss, &tracked)));
         progress.inc(chunk.len() as u64);
     }
     let t_backward = t0.elapsed().as_secs_f64();
@@ -310,7 +337,7 @@ pub fn train_step(
             total,
         },
         tokens_per_second: generation.stats.generated_tokens as f64 / t_generation.max(1e-9),
-        peak_memory_bytes: device.memory_pool_usage().map(|u| u.bytes_reserved),
+        peak_memory_bytes: policy.base.device.memory_pool_usage().map(|u| u.bytes_reserved),
         extra,
     })
 }
