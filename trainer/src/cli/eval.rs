@@ -10,7 +10,7 @@ use trainer::bench::Shape;
 use trainer::data;
 use trainer::device::{Backend, Precision};
 use trainer::eval::{self, BenchmarkJob, EvalConfig, EvalModel, EvalSettings, Shard, checkpoint_context};
-use trainer::model::prompt::{PromptStyle, TemplateType};
+use trainer::model::prompt::PromptStyle;
 use trainer::model::{self, CausalLm, ModelTokenizer, RandomWeights};
 use trainer::steering::Steering;
 
@@ -155,9 +155,6 @@ pub fn run(args: &EvalArgs, quiet: bool) -> anyhow::Result<()> {
         save_text: config.save_text,
         shard: args.shard.unwrap_or(Shard::WHOLE),
     };
-    if settings.prompt_style.template == TemplateType::R1 && tokenizer.chat_template.is_some() {
-        bail!("{}: template r1 needs a tokenizer without a chat template (the reference uses r1 only for base Llama)", args.config.display());
-    }
     let results = args.results.clone().or(checkpoint_root).unwrap_or_else(|| config.results.clone());
     let dir = settings.output_dir(&results);
     tracing::info!(dir = %dir.display(), temperature = settings.temperature, seed = settings.seed, "evaluating");
@@ -219,7 +216,10 @@ fn steering_and_context(
         .model_name
         .clone()
         .or_else(|| config.model_name.clone())
-        .or_else(|| args.random_weights.and_then(|s| clap::ValueEnum::to_possible_value(&s)).map(|v| format!("random-{}", v.get_name())))
+        .or_else(|| {
+            let shape = args.random_weights.and_then(|s| clap::ValueEnum::to_possible_value(&s))?;
+            Some(format!("random-{}", shape.get_name()))
+        })
         .unwrap_or_else(|| folder_name(&args.model));
     let vectors_path = match (&args.steering, &args.checkpoint) {
         (Some(file), _) => Some(file.clone()),
@@ -248,7 +248,10 @@ fn steering_and_context(
     let (mut context, root) = match folder.as_deref().and_then(checkpoint_context) {
         Some((context, root)) => (context, Some(root)),
         None => {
-            let setup = if file.metadata.setup.is_empty() || file.metadata.setup == "imported" { "steering".into() } else { file.metadata.setup.clone() };
+            let setup = match file.metadata.setup.as_str() {
+                "" | "imported" => "steering".to_owned(),
+                other => other.to_owned(),
+            };
             let run = path.file_stem().map_or_else(|| "vectors".into(), |s| s.to_string_lossy().into_owned());
             (EvalContext { model: model_name.clone(), dataset: "custom".into(), setup, run, checkpoint: None }, None)
         }

@@ -137,7 +137,7 @@ pub enum DataError {
         found: String,
     },
     /// A directory holds no data file for the split asked for.
-    #[error("{path}: no data files for split `{split}`; splits found: {}", if .found.is_empty() { "none".to_owned() } else { .found.join(", ") })]
+    #[error("{path}: no data files for split `{split}`; splits found: {}", splits(.found))]
     NoSplit {
         /// The directory.
         path: PathBuf,
@@ -152,6 +152,10 @@ pub enum DataError {
         /// The file or directory.
         path: PathBuf,
     },
+}
+
+fn splits(found: &[String]) -> String {
+    if found.is_empty() { "none".to_owned() } else { found.join(", ") }
 }
 
 fn quoted(names: &[String]) -> String {
