@@ -244,7 +244,8 @@ fn steering_and_context(
     };
     let (steering, file) = eval::load_steering(&path, lm)?;
     // A checkpoint folder in the results layout names model, dataset, setup, run and step.
-    let folder = args.checkpoint.clone().or_else(|| path.parent().map(Path::to_owned));
+    // (`--steering` may name the checkpoint folder itself: the reference format.)
+    let folder = args.checkpoint.clone().or_else(|| if path.is_dir() { Some(path.clone()) } else { path.parent().map(Path::to_owned) });
     let (mut context, root) = match folder.as_deref().and_then(checkpoint_context) {
         Some((context, root)) => (context, Some(root)),
         None => {
