@@ -245,7 +245,11 @@ fn steering_and_context(
     let (steering, file) = eval::load_steering(&path, lm)?;
     // A checkpoint folder in the results layout names model, dataset, setup, run and step.
     // (`--steering` may name the checkpoint folder itself: the reference format.)
-    let folder = args.checkpoint.clone().or_else(|| if path.is_dir() { Some(path.clone()) } else { path.parent().map(Path::to_owned) });
+    let folder = match (&args.checkpoint, path.is_dir()) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, true) => Some(path.clone()),
+        (None, false) => path.parent().map(Path::to_owned),
+    };
     let (mut context, root) = match folder.as_deref().and_then(checkpoint_context) {
         Some((context, root)) => (context, Some(root)),
         None => {
