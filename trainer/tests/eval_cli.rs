@@ -183,3 +183,22 @@ fn a_reference_checkpoint_with_down_proj_biases_evaluates_like_the_same_vectors_
     );
     assert_ne!(base.records.into_iter().map(|r| r.samples[0].text.clone()).collect::<Vec<_>>(), from_reference);
 }
+
+#[test]
+fn every_shipped_eval_config_parses_and_its_benchmark_files_load() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(repo.join("configs/eval")).unwrap() {
+        let path = entry.unwrap().path();
+        let config = trainer::eval::EvalConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.model_name.is_some(), "{}", path.display());
+        for b in &config.benchmarks {
+            let (split, mapping) = trainer::eval::EvalConfig::split_and_mapping(b);
+            let files: Vec<_> = config.paths_for(b).into_iter().map(|p| repo.join(p)).collect();
+            let problems = trainer::data::load(&files, &split, &mapping).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!problems.is_empty());
+        }
+        seen += 1;
+    }
+    assert!(seen >= 5, "{seen} configs");
+}
