@@ -56,9 +56,9 @@ fn eval_of_a_base_model_writes_the_layout_and_a_second_run_skips_it() {
     let (ok, stdout, _) = trainer(&args);
     assert!(ok);
     assert!(json_lines(&stdout).iter().all(|l| l["skipped"] == true), "{stdout}");
-    // Greedy: one sample everywhere, its own folder.
+    // Greedy: one sample everywhere, its own folder (with an untimed warm-up first).
     let mut greedy = args.to_vec();
-    greedy.extend(["--temperature", "0", "--benchmarks", "amc23"]);
+    greedy.extend(["--temperature", "0", "--benchmarks", "amc23", "--warmup"]);
     let (ok, stdout, stderr) = trainer(&greedy);
     assert!(ok, "{stderr}");
     assert_eq!(json_lines(&stdout)[0]["samples_per_problem"], 1);

@@ -12,6 +12,7 @@ use trainer::device::{Backend, Precision};
 use trainer::eval::{self, BenchmarkJob, EvalConfig, EvalModel, EvalSettings, Shard, checkpoint_context};
 use trainer::model::prompt::PromptStyle;
 use trainer::model::{self, CausalLm, ModelTokenizer, RandomWeights};
+use trainer::rollout::{self, GenerationRequest, SamplingParams};
 use trainer::steering::Steering;
 
 use shared::eval::EvalContext;
@@ -93,8 +94,12 @@ pub struct EvalArgs {
     /// Compute precision.
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub dtype: Precision,
+    /// Before the first benchmark, generate 4 untimed tokens for its first batch (kernel
+    /// compilation and autotuning happen there), so that tokens/s measures the steady state.
+    #[arg(long)]
+    pub warmup: bool,
     /// Random weights of this shape instead of the model's (performance measurements; the
-    /// tokenizer still comes from --model).
+    /// tokenizer still comes from --model; results are filed under `random-<shape>`).
     #[arg(long, value_enum)]
     pub random_weights: Option<Shape>,
 }
@@ -159,6 +164,7 @@ pub fn run(args: &EvalArgs, quiet: bool) -> anyhow::Result<()> {
     let dir = settings.output_dir(&results);
     tracing::info!(dir = %dir.display(), temperature = settings.temperature, seed = settings.seed, "evaluating");
     let model = EvalModel { lm: &lm, tokenizer: &tokenizer, steering: &steering, interventions: &[] };
+    let mut warmup = args.warmup;
     for entry in benchmarks {
         let (split, mapping) = EvalConfig::split_and_mapping(entry);
         let mut problems = data::load(&config.paths_for(entry), &split, &mapping)?;
@@ -169,6 +175,9 @@ pub fn run(args: &EvalArgs, quiet: bool) -> anyhow::Result<()> {
             Some(n) if temperature != 0.0 => n,
             _ => config.samples_for(entry, temperature),
         };
+        if std::mem::take(&mut warmup) {
+            warm_up(&model, &problems, samples, &settings)?;
+        }
         let job = BenchmarkJob { id: &entry.id, problems: &problems, samples };
         let bar = super::progress_bar(problems.len() as u64, &entry.id, quiet);
         let outcome = eval::evaluate_benchmark(&model, &job, &settings, &dir, &bar)
@@ -215,11 +224,12 @@ fn steering_and_context(
     let model_name = args
         .model_name
         .clone()
-        .or_else(|| config.model_name.clone())
         .or_else(|| {
+            // Random weights are never filed under the real model's name.
             let shape = args.random_weights.and_then(|s| clap::ValueEnum::to_possible_value(&s))?;
             Some(format!("random-{}", shape.get_name()))
         })
+        .or_else(|| config.model_name.clone())
         .unwrap_or_else(|| folder_name(&args.model));
     let vectors_path = match (&args.steering, &args.checkpoint) {
         (Some(file), _) => Some(file.clone()),
@@ -275,6 +285,39 @@ fn steering_and_context(
     }
     tracing::info!(vectors = %path.display(), ?context, "steering");
     Ok((steering, context, root))
+}
+
+/// One untimed 4-token generation of the first batch of `problems`.
+fn warm_up(
+    model: &EvalModel<'_>,
+    problems: &[data::Problem],
+    samples: usize,
+    settings: &EvalSettings,
+) -> anyhow::Result<()> {
+    let n = (settings.batch_rows / samples).clamp(1, problems.len().max(1));
+    let prompts = problems
+        .iter()
+        .take(n)
+        .map(|p| settings.prompt_style.build(model.tokenizer, &p.problem).map(|p| p.ids))
+        .collect::<Result<Vec<_>, _>>()?;
+    let request = GenerationRequest {
+        max_new_tokens: vec![4; prompts.len()],
+        prompts,
+        samples_per_prompt: samples,
+        sampling: SamplingParams {
+            temperature: settings.temperature as f32,
+            top_p: settings.top_p as f32,
+            top_k: settings.top_k,
+            seed: 0,
+        },
+        stop_token_ids: Vec::new(),
+        pad_token_id: model.tokenizer.pad_token_id(),
+        max_batch_rows: settings.batch_rows,
+    };
+    let start = std::time::Instant::now();
+    rollout::generate(model.lm, model.steering, model.interventions, &request, &indicatif::ProgressBar::hidden())?;
+    tracing::info!(secs = start.elapsed().as_secs_f64(), rows = request.prompts.len() * samples, "warm-up done");
+    Ok(())
 }
 
 fn folder_name(path: &Path) -> String {
