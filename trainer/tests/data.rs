@@ -154,6 +154,11 @@ fn malformed_files_and_rows_are_errors_naming_file_and_row() {
     std::fs::write(&cut, &truncated[..truncated.len() / 2]).unwrap();
     let e = data::load(&[cut], "test", &m).unwrap_err().to_string();
     assert!(e.contains("h.arrow: expected an Arrow IPC stream or file: truncated"), "{e}");
+    let array = write("j.json", "[{\"problem\": \"p\", \"answer\": 3}, {\"problem\": \"q\", \"answer\": \"4\"}, 5]");
+    let e = data::load(&[array.clone()], "test", &m).unwrap_err().to_string();
+    assert!(e.ends_with("j.json: row 3: expected a JSON object, found a number"), "{e}");
+    std::fs::write(&array, "[{\"problem\": \"p\", \"answer\": 3}, {\"problem\": \"q\", \"answer\": \"4\"}]").unwrap();
+    assert_eq!(data::load(&[array], "test", &m).unwrap()[0].answer, "3");
     let txt = write("i.csv", "a,b\n");
     let e = data::load(&[txt], "test", &m).unwrap_err().to_string();
     assert!(e.contains("i.csv: expected a .jsonl, .json, .parquet or .arrow file"), "{e}");

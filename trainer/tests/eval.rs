@@ -269,3 +269,33 @@ fn steering_changes_the_completions_and_a_prompt_too_long_is_a_clear_error() {
     assert!(e.starts_with("long problem 0: the prompt has") && e.contains("max_seq_length is 256"), "{e}");
     assert!(!dir.join("long.jsonl").exists());
 }
+
+#[test]
+fn an_at_place_vector_file_steers_that_place() {
+    let f = Fixture::load();
+    let dir = tempfile::tempdir().unwrap();
+    let hidden = f.lm.config.hidden_size;
+    let metadata = trainer::steering::SteeringMetadata { place: Some("model.layers.1.mlp".into()), ..Default::default() };
+    let mut file = trainer::steering::SteeringFile::zeros(1, hidden, metadata);
+    file.vectors.iter_mut().enumerate().for_each(|(i, x)| *x = (i % 3) as f32 - 1.0);
+    let path = dir.path().join("place.safetensors");
+    file.save(&path).unwrap();
+    let (steering, read) = eval::load_steering(&path, &f.lm).unwrap();
+    assert_eq!(read.metadata.place.as_deref(), Some("model.layers.1.mlp"));
+    let (place, vector) = steering.place_vector().expect("an at-place steering");
+    assert_eq!((place.to_string().as_str(), vector.dims()), ("model.layers.1.mlp", [hidden]));
+    // A per-layer file of the wrong shape is refused with both shapes.
+    let wrong = dir.path().join("wrong.safetensors");
+    trainer::steering::SteeringFile::zeros(2, hidden, Default::default()).save(&wrong).unwrap();
+    let e = eval::load_steering(&wrong, &f.lm).unwrap_err().to_string();
+    assert!(e.contains("wrong.safetensors"), "{e}");
+    // Evaluated, it changes the greedy completions.
+    let ps = problems(2);
+    let s = settings(0.0, Shard::WHOLE);
+    let base = run(&f, "math500", &ps, 1, &s, dir.path());
+    let job = BenchmarkJob { id: "math500", problems: &ps, samples: 1 };
+    let out = dir.path().join("place");
+    let steered = eval::evaluate_benchmark(&f.model(&steering), &job, &s, &out, &ProgressBar::hidden()).unwrap();
+    let texts = |p: &PathBuf| records(p).into_iter().map(|r| r.samples[0].text.clone()).collect::<Vec<_>>();
+    assert_ne!(texts(&base.records_path), texts(&steered.records_path));
+}

@@ -56,9 +56,9 @@ fn eval_of_a_base_model_writes_the_layout_and_a_second_run_skips_it() {
     let (ok, stdout, _) = trainer(&args);
     assert!(ok);
     assert!(json_lines(&stdout).iter().all(|l| l["skipped"] == true), "{stdout}");
-    // Greedy: one sample everywhere, its own folder.
+    // Greedy: one sample everywhere, its own folder (with an untimed warm-up first).
     let mut greedy = args.to_vec();
-    greedy.extend(["--temperature", "0", "--benchmarks", "amc23"]);
+    greedy.extend(["--temperature", "0", "--benchmarks", "amc23", "--warmup"]);
     let (ok, stdout, stderr) = trainer(&greedy);
     assert!(ok, "{stderr}");
     assert_eq!(json_lines(&stdout)[0]["samples_per_problem"], 1);
@@ -136,4 +136,69 @@ fn config_and_benchmark_errors_name_the_file_and_the_key() {
     assert!(!ok && stderr.contains("gsm8k.jsonl: line 2: expected a JSON object, found invalid JSON"), "{stderr}");
     let (ok, stdout, _) = trainer(&["eval", "--help"]);
     assert!(ok && stdout.contains("--shard") && stdout.contains("eval_seed-<k>"), "{stdout}");
+}
+
+#[test]
+fn a_reference_checkpoint_with_down_proj_biases_evaluates_like_the_same_vectors_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path());
+    let values: Vec<f32> = (0..3 * 64).map(|i| ((i % 9) as f32 - 4.0) * 0.4).collect();
+    // The reference format: a checkpoint folder whose down_proj biases hold the vectors.
+    let reference = dir.path().join("reference-checkpoint");
+    std::fs::create_dir_all(&reference).unwrap();
+    let rows: Vec<Vec<u8>> = values.chunks(64).map(|r| r.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let names: Vec<String> = (0..3).map(|l| format!("model.layers.{l}.mlp.down_proj.bias")).collect();
+    let views: Vec<(&str, safetensors::tensor::TensorView<'_>)> = names
+        .iter()
+        .zip(&rows)
+        .map(|(n, r)| (n.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![64], r).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, &reference.join("model.safetensors")).unwrap();
+    let mut own = trainer::steering::SteeringFile::zeros(3, 64, Default::default());
+    own.vectors.clone_from(&values);
+    let own_path = dir.path().join("vectors.safetensors");
+    own.save(&own_path).unwrap();
+    let model = fixture("qwen2");
+    let results = dir.path().join("results");
+    let texts = |steering: &Path, run: &str| {
+        let (ok, _, stderr) = trainer(&[
+            "eval", "--config", &config, "--model", model.to_str().unwrap(), "--steering", steering.to_str().unwrap(),
+            "--results", results.to_str().unwrap(), "--run", run, "--temperature", "0", "--benchmarks", "gsm8k",
+        ]);
+        assert!(ok, "{stderr}");
+        let path = results.join(format!("tiny/custom/steering/{run}/temp_0.0_top_p_1.0/eval_seed-0/gsm8k.jsonl"));
+        let read = shared::eval::read_records(&std::fs::read(path).unwrap(), "records");
+        read.records.into_iter().map(|r| r.samples[0].text.clone()).collect::<Vec<_>>()
+    };
+    let from_reference = texts(&reference, "reference");
+    assert_eq!(from_reference, texts(&own_path, "own"));
+    let (ok, _, stderr) = trainer(&[
+        "eval", "--config", &config, "--model", model.to_str().unwrap(), "--results", results.to_str().unwrap(),
+        "--temperature", "0", "--benchmarks", "gsm8k",
+    ]);
+    assert!(ok, "{stderr}");
+    let base = shared::eval::read_records(
+        &std::fs::read(results.join("tiny/base/temp_0.0_top_p_1.0/eval_seed-0/gsm8k.jsonl")).unwrap(),
+        "records",
+    );
+    assert_ne!(base.records.into_iter().map(|r| r.samples[0].text.clone()).collect::<Vec<_>>(), from_reference);
+}
+
+#[test]
+fn every_shipped_eval_config_parses_and_its_benchmark_files_load() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(repo.join("configs/eval")).unwrap() {
+        let path = entry.unwrap().path();
+        let config = trainer::eval::EvalConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.model_name.is_some(), "{}", path.display());
+        for b in &config.benchmarks {
+            let (split, mapping) = trainer::eval::EvalConfig::split_and_mapping(b);
+            let files: Vec<_> = config.paths_for(b).into_iter().map(|p| repo.join(p)).collect();
+            let problems = trainer::data::load(&files, &split, &mapping).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!problems.is_empty());
+        }
+        seen += 1;
+    }
+    assert!(seen >= 5, "{seen} configs");
 }

@@ -10,8 +10,9 @@ use trainer::bench::Shape;
 use trainer::data;
 use trainer::device::{Backend, Precision};
 use trainer::eval::{self, BenchmarkJob, EvalConfig, EvalModel, EvalSettings, Shard, checkpoint_context};
-use trainer::model::prompt::{PromptStyle, TemplateType};
+use trainer::model::prompt::PromptStyle;
 use trainer::model::{self, CausalLm, ModelTokenizer, RandomWeights};
+use trainer::rollout::{self, GenerationRequest, SamplingParams};
 use trainer::steering::Steering;
 
 use shared::eval::EvalContext;
@@ -93,8 +94,12 @@ pub struct EvalArgs {
     /// Compute precision.
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub dtype: Precision,
+    /// Before the first benchmark, generate 4 untimed tokens for its first batch (kernel
+    /// compilation and autotuning happen there), so that tokens/s measures the steady state.
+    #[arg(long)]
+    pub warmup: bool,
     /// Random weights of this shape instead of the model's (performance measurements; the
-    /// tokenizer still comes from --model).
+    /// tokenizer still comes from --model; results are filed under `random-<shape>`).
     #[arg(long, value_enum)]
     pub random_weights: Option<Shape>,
 }
@@ -155,13 +160,11 @@ pub fn run(args: &EvalArgs, quiet: bool) -> anyhow::Result<()> {
         save_text: config.save_text,
         shard: args.shard.unwrap_or(Shard::WHOLE),
     };
-    if settings.prompt_style.template == TemplateType::R1 && tokenizer.chat_template.is_some() {
-        bail!("{}: template r1 needs a tokenizer without a chat template (the reference uses r1 only for base Llama)", args.config.display());
-    }
     let results = args.results.clone().or(checkpoint_root).unwrap_or_else(|| config.results.clone());
     let dir = settings.output_dir(&results);
     tracing::info!(dir = %dir.display(), temperature = settings.temperature, seed = settings.seed, "evaluating");
     let model = EvalModel { lm: &lm, tokenizer: &tokenizer, steering: &steering, interventions: &[] };
+    let mut warmup = args.warmup;
     for entry in benchmarks {
         let (split, mapping) = EvalConfig::split_and_mapping(entry);
         let mut problems = data::load(&config.paths_for(entry), &split, &mapping)?;
@@ -172,6 +175,9 @@ pub fn run(args: &EvalArgs, quiet: bool) -> anyhow::Result<()> {
             Some(n) if temperature != 0.0 => n,
             _ => config.samples_for(entry, temperature),
         };
+        if std::mem::take(&mut warmup) {
+            warm_up(&model, &problems, samples, &settings)?;
+        }
         let job = BenchmarkJob { id: &entry.id, problems: &problems, samples };
         let bar = super::progress_bar(problems.len() as u64, &entry.id, quiet);
         let outcome = eval::evaluate_benchmark(&model, &job, &settings, &dir, &bar)
@@ -218,8 +224,12 @@ fn steering_and_context(
     let model_name = args
         .model_name
         .clone()
+        .or_else(|| {
+            // Random weights are never filed under the real model's name.
+            let shape = args.random_weights.and_then(|s| clap::ValueEnum::to_possible_value(&s))?;
+            Some(format!("random-{}", shape.get_name()))
+        })
         .or_else(|| config.model_name.clone())
-        .or_else(|| args.random_weights.and_then(|s| clap::ValueEnum::to_possible_value(&s)).map(|v| format!("random-{}", v.get_name())))
         .unwrap_or_else(|| folder_name(&args.model));
     let vectors_path = match (&args.steering, &args.checkpoint) {
         (Some(file), _) => Some(file.clone()),
@@ -244,11 +254,19 @@ fn steering_and_context(
     };
     let (steering, file) = eval::load_steering(&path, lm)?;
     // A checkpoint folder in the results layout names model, dataset, setup, run and step.
-    let folder = args.checkpoint.clone().or_else(|| path.parent().map(Path::to_owned));
+    // (`--steering` may name the checkpoint folder itself: the reference format.)
+    let folder = match (&args.checkpoint, path.is_dir()) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, true) => Some(path.clone()),
+        (None, false) => path.parent().map(Path::to_owned),
+    };
     let (mut context, root) = match folder.as_deref().and_then(checkpoint_context) {
         Some((context, root)) => (context, Some(root)),
         None => {
-            let setup = if file.metadata.setup.is_empty() || file.metadata.setup == "imported" { "steering".into() } else { file.metadata.setup.clone() };
+            let setup = match file.metadata.setup.as_str() {
+                "" | "imported" => "steering".to_owned(),
+                other => other.to_owned(),
+            };
             let run = path.file_stem().map_or_else(|| "vectors".into(), |s| s.to_string_lossy().into_owned());
             (EvalContext { model: model_name.clone(), dataset: "custom".into(), setup, run, checkpoint: None }, None)
         }
@@ -267,6 +285,39 @@ fn steering_and_context(
     }
     tracing::info!(vectors = %path.display(), ?context, "steering");
     Ok((steering, context, root))
+}
+
+/// One untimed 4-token generation of the first batch of `problems`.
+fn warm_up(
+    model: &EvalModel<'_>,
+    problems: &[data::Problem],
+    samples: usize,
+    settings: &EvalSettings,
+) -> anyhow::Result<()> {
+    let n = (settings.batch_rows / samples).clamp(1, problems.len().max(1));
+    let prompts = problems
+        .iter()
+        .take(n)
+        .map(|p| settings.prompt_style.build(model.tokenizer, &p.problem).map(|p| p.ids))
+        .collect::<Result<Vec<_>, _>>()?;
+    let request = GenerationRequest {
+        max_new_tokens: vec![4; prompts.len()],
+        prompts,
+        samples_per_prompt: samples,
+        sampling: SamplingParams {
+            temperature: settings.temperature as f32,
+            top_p: settings.top_p as f32,
+            top_k: settings.top_k,
+            seed: 0,
+        },
+        stop_token_ids: Vec::new(),
+        pad_token_id: model.tokenizer.pad_token_id(),
+        max_batch_rows: settings.batch_rows,
+    };
+    let start = std::time::Instant::now();
+    rollout::generate(model.lm, model.steering, model.interventions, &request, &indicatif::ProgressBar::hidden())?;
+    tracing::info!(secs = start.elapsed().as_secs_f64(), rows = request.prompts.len() * samples, "warm-up done");
+    Ok(())
 }
 
 fn folder_name(path: &Path) -> String {

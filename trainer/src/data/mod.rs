@@ -3,8 +3,8 @@
 //! that evaluation and training share.
 //!
 //! # Sources
-//! * `*.jsonl` (or `*.json` with one object per line): the schema of `shared/data/README.md`
-//!   (`problem`, `answer`, optional `solution`; other keys ignored).
+//! * `*.jsonl` (or `*.json` with one object per line, or one array of objects): the schema of
+//!   `shared/data/README.md` (`problem`, `answer`, optional `solution`; other keys ignored).
 //! * `*.parquet`: any flat schema; list columns are read as lists (OlympiadBench's `solution`).
 //! * `*.arrow`: Arrow IPC stream files (what `datasets.save_to_disk` writes) or IPC files.
 //! * A directory: a `save_to_disk` dataset (`dataset_dict.json` with one folder per split, or
@@ -137,7 +137,7 @@ pub enum DataError {
         found: String,
     },
     /// A directory holds no data file for the split asked for.
-    #[error("{path}: no data files for split `{split}`; splits found: {}", if .found.is_empty() { "none".to_owned() } else { .found.join(", ") })]
+    #[error("{path}: no data files for split `{split}`; splits found: {}", splits(.found))]
     NoSplit {
         /// The directory.
         path: PathBuf,
@@ -152,6 +152,10 @@ pub enum DataError {
         /// The file or directory.
         path: PathBuf,
     },
+}
+
+fn splits(found: &[String]) -> String {
+    if found.is_empty() { "none".to_owned() } else { found.join(", ") }
 }
 
 fn quoted(names: &[String]) -> String {
@@ -342,6 +346,9 @@ fn read_file_rows(path: &Path) -> Result<Vec<(RowRef, Row)>, DataError> {
 
 fn read_jsonl(path: &Path) -> Result<Vec<(RowRef, Row)>, DataError> {
     let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    if path.extension().is_some_and(|e| e == "json") && text.trim_start().starts_with('[') {
+        return read_json_array(path, &text);
+    }
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -358,6 +365,23 @@ fn read_jsonl(path: &Path) -> Result<Vec<(RowRef, Row)>, DataError> {
         rows.push((at, map.into_iter().map(|(k, v)| (k, from_json(v))).collect()));
     }
     Ok(rows)
+}
+
+/// A `.json` file holding one array of row objects (as some hub repositories store data).
+fn read_json_array(path: &Path, text: &str) -> Result<Vec<(RowRef, Row)>, DataError> {
+    let items: Vec<serde_json::Value> = serde_json::from_str(text)
+        .map_err(|e| DataError::format(path, format!("expected JSON lines or a JSON array of objects: {e}")))?;
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let at = RowRef { path: path.to_owned(), number: i + 1, is_line: false };
+            match value {
+                serde_json::Value::Object(map) => Ok((at, map.into_iter().map(|(k, v)| (k, from_json(v))).collect())),
+                other => Err(DataError::Row { at, message: format!("expected a JSON object, found {}", json_kind(&other)) }),
+            }
+        })
+        .collect()
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {

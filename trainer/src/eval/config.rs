@@ -160,7 +160,8 @@ impl EvalConfig {
         let mut seen = std::collections::BTreeSet::new();
         for (i, b) in self.benchmarks.iter().enumerate() {
             if b.id.is_empty() || b.id.contains(['/', '\\', '.']) {
-                return Err(bad(&format!("benchmarks[{i}].id"), "a file-name stem (no `/`, `\\` or `.`)", format!("`{}`", b.id)));
+                let expected = "a file-name stem (no `/`, `\\` or `.`)";
+                return Err(bad(&format!("benchmarks[{i}].id"), expected, format!("`{}`", b.id)));
             }
             if !seen.insert(&b.id) {
                 return Err(bad(&format!("benchmarks[{i}].id"), "each benchmark once", format!("`{}` again", b.id)));

@@ -197,6 +197,11 @@ pub struct EvalSettings {
 }
 
 impl EvalSettings {
+    /// The summary of a benchmark's records under these settings.
+    pub fn summary(&self, bench: &str, records: &[EvalRecord]) -> EvalSummary {
+        EvalSummary::from_records(bench, self.context.clone(), self.seed, self.temperature, self.top_p, records)
+    }
+
     /// The output folder under a results root (`shared::eval::eval_dir`).
     pub fn output_dir(&self, results_root: &Path) -> PathBuf {
         results_root.join(shared::eval::eval_dir(&self.context, self.temperature, self.top_p, self.seed))
@@ -271,7 +276,7 @@ pub fn evaluate_benchmark(
     let prompt_texts: Vec<String> =
         prompts.iter().map(|p| if style.append_to { format!("{}To", p.text) } else { p.text.clone() }).collect();
     let mut outcome = BenchmarkOutcome {
-        summary: EvalSummary::from_records(job.id, settings.context.clone(), settings.seed, settings.temperature, settings.top_p, &[]),
+        summary: settings.summary(job.id, &[]),
         records_path: records_path.clone(),
         summary_path: summary_path.clone(),
         skipped: false,
@@ -324,7 +329,10 @@ pub fn evaluate_benchmark(
         tracing::info!(benchmark = job.id, kept = done.len(), of = problems.len(), "resuming an interrupted evaluation");
     }
     let todo: Vec<usize> = (0..problems.len()).filter(|&i| !done.contains_key(&(problems[i].index as u64))).collect();
-    let budgets = todo.iter().map(|&i| budget(model.lm, job.id, &problems[i], prompts[i].ids.len(), settings)).collect::<Result<Vec<_>, _>>()?;
+    let budgets = todo
+        .iter()
+        .map(|&i| budget(model.lm, job.id, &problems[i], prompts[i].ids.len(), settings))
+        .collect::<Result<Vec<_>, _>>()?;
     // Start the records file afresh with the kept records, then append as problems finish.
     write_atomic(&records_path, &jsonl(done.values())?)?;
     progress.set_position(done.len() as u64);
@@ -389,7 +397,7 @@ pub fn evaluate_benchmark(
     drop(file);
     let records: Vec<EvalRecord> = done.into_values().collect();
     write_atomic(&records_path, &jsonl(records.iter())?)?;
-    let summary = EvalSummary::from_records(job.id, settings.context.clone(), settings.seed, settings.temperature, settings.top_p, &records);
+    let summary = settings.summary(job.id, &records);
     write_summary(&summary_path, &summary)?;
     outcome.summary = summary;
     outcome.total_secs = start.elapsed().as_secs_f64();
@@ -398,7 +406,13 @@ pub fn evaluate_benchmark(
 
 /// The completion budget of a problem: `max_seq_length − prompt length` (reference §4.2), capped
 /// by `max_new_tokens` and by the model's positions.
-fn budget(lm: &CausalLm, bench: &str, problem: &Problem, prompt_len: usize, settings: &EvalSettings) -> Result<usize, EvalError> {
+fn budget(
+    lm: &CausalLm,
+    bench: &str,
+    problem: &Problem,
+    prompt_len: usize,
+    settings: &EvalSettings,
+) -> Result<usize, EvalError> {
     let room = settings.max_seq_length.saturating_sub(prompt_len);
     if room == 0 {
         return Err(EvalError::InvalidArgument(format!(
@@ -424,7 +438,9 @@ fn verify_all(golds: &[&str], texts: &[String], format: AnswerFormat) -> Result<
         let handles: Vec<_> = golds
             .chunks(per_thread)
             .zip(texts.chunks(per_thread))
-            .map(|(g, t)| scope.spawn(move || g.iter().zip(t).map(|(g, t)| reward::verify(g, t, format).correct).collect::<Vec<_>>()))
+            .map(|(g, t)| {
+                scope.spawn(move || g.iter().zip(t).map(|(g, t)| reward::verify(g, t, format).correct).collect::<Vec<_>>())
+            })
             .collect();
         let mut out = Vec::with_capacity(texts.len());
         for h in handles {
@@ -511,13 +527,16 @@ mod tests {
             assert!(bad.parse::<Shard>().unwrap_err().contains(&format!("found `{bad}`")));
         }
         // A shard summary is not taken for a summary by the viewer.
-        assert_ne!(shared::results::file_kind("x/eval_seed-0/math500.shard-1-of-3.json"), shared::results::FileKind::EvalSummary);
+        let kind = shared::results::file_kind("x/eval_seed-0/math500.shard-1-of-3.json");
+        assert_ne!(kind, shared::results::FileKind::EvalSummary);
     }
 
     #[test]
     fn a_checkpoint_in_the_results_layout_gives_its_context_and_root() {
-        let (c, root) = checkpoint_context(Path::new("/r/Qwen2.5-Math-1.5B/deepscaler/steering/seed-0/checkpoint-106")).unwrap();
-        assert_eq!((c.model.as_str(), c.dataset.as_str(), c.setup.as_str(), c.run.as_str()), ("Qwen2.5-Math-1.5B", "deepscaler", "steering", "seed-0"));
+        let dir = Path::new("/r/Qwen2.5-Math-1.5B/deepscaler/steering/seed-0/checkpoint-106");
+        let (c, root) = checkpoint_context(dir).unwrap();
+        let parts = (c.model.as_str(), c.dataset.as_str(), c.setup.as_str(), c.run.as_str());
+        assert_eq!(parts, ("Qwen2.5-Math-1.5B", "deepscaler", "steering", "seed-0"));
         assert_eq!((c.checkpoint, root), (Some(106), PathBuf::from("/r")));
         assert!(checkpoint_context(Path::new("/r/run/step-5")).is_none());
     }
