@@ -53,7 +53,9 @@ fn check_gradient(policy: &Policy, settings: &LossSettings) {
     let tracked = policy.tracked();
     let (loss, _) = micro_batch_loss(policy, &tracked, &batch, settings).expect("loss");
     let grads = gradients(loss, &tracked);
-    let eps = 1e-6;
+    // Central differences in f64 with a step where their truncation (O(eps²)) and the forward's
+    // rounding (O(1e-13)/eps) are both far below the tolerance.
+    let eps = 1e-3;
     for (name, w) in &policy.params.0 {
         let analytic = host(&grads.0[name]);
         let scale = analytic.iter().fold(0f64, |m, g| m.max(g.abs()));
@@ -72,7 +74,8 @@ fn check_gradient(policy: &Policy, settings: &LossSettings) {
             };
             let numeric = (shifted(eps) - shifted(-eps)) / (2.0 * eps);
             let err = (numeric - analytic[i]).abs() / scale;
-            assert!(err < 1e-6, "{name}[{i}]: autodiff {} vs finite differences {numeric} (relative {err:e})", analytic[i]);
+            // The backend's backward kernels round like f32 in places: agreement is ~1e-6.
+            assert!(err < 2e-5, "{name}[{i}]: autodiff {} vs finite differences {numeric} (relative {err:e})", analytic[i]);
         }
     }
 }
@@ -119,8 +122,15 @@ fn rank_place_and_lora_gradients_match_float64_finite_differences() {
 #[test]
 fn the_loss_is_the_advantage_weighted_transformers_logprob_sum_over_the_token_count() {
     let lm = model::load(&fixture("qwen2"), &common::device(), DType::F32).expect("fixture");
-    let policy = Policy::new(lm, Setup::Steering { layers: vec![0] }, 0).expect("policy");
     let reference = Reference::load("qwen2");
+    // The reference log-probabilities were computed with the fixture's steering vectors.
+    let (l, h) = (lm.config.num_layers, lm.config.hidden_size);
+    let mut policy = Policy::new(lm, Setup::Steering { layers: (0..l).collect() }, 0).expect("policy");
+    let (_, vectors) = reference.tensor("steering_vectors");
+    for layer in 0..l {
+        let row = Tensor::<1>::from_data(TensorData::new(vectors[layer * h..(layer + 1) * h].to_vec(), [h]), &policy.base.device);
+        policy.params.0.insert(bias_name(layer), Weight::Vector(row));
+    }
     let (_, logprobs) = reference.tensor("completion_logprobs");
     let mut batch = batch([-2.0, 0.0]);
     batch.prompts.truncate(1);
@@ -149,7 +159,10 @@ fn default_lora_and_pissa_start_equal_to_the_base_model() {
         let model = policy.model(&policy.params).expect("model");
         let got = logits(&model, &policy.steering(&policy.params).expect("steering"));
         let err = got.iter().zip(&base).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
-        assert!(err < 1e-9, "{init:?}: max |Δlogit| = {err:e}");
+        // Default init: B = 0, exact. PiSSA: the factors are stored in f32, so W − B·A + B·A
+        // reproduces W to f32 rounding.
+        let tolerance = if init == config::LoraInit::True { 1e-12 } else { 1e-5 };
+        assert!(err < tolerance, "{init:?}: max |Δlogit| = {err:e}");
         if init == config::LoraInit::Pissa {
             let b = host(&policy.params.0[&trainer::train::policy::lora_name(0, "B")]);
             assert!(b.iter().any(|x| x.abs() > 1e-3), "PiSSA's B is not zero");

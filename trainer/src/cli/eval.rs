@@ -33,7 +33,9 @@ pub struct EvalArgs {
     /// `down_proj` biases, or an `[L, H]` `.npy` matrix.
     #[arg(long, conflicts_with = "checkpoint")]
     pub steering: Option<PathBuf>,
-    /// A training checkpoint folder (holding `steering_vectors.safetensors`); in the results layout
+    /// A training checkpoint folder: written by `trainer train` (any setup: steering, rank, at-place,
+    /// LoRA, full weights; `--model` is the base model it started from), or any folder holding
+    /// `steering_vectors.safetensors`. In the results layout
     /// (`…/<Model>/<dataset>/<setup>/<run>/checkpoint-<n>`) its results are written below it.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
@@ -141,7 +143,14 @@ pub fn run(args: &EvalArgs, quiet: bool) -> anyhow::Result<()> {
         }
         None => model::load(&args.model, &device, args.dtype.dtype())?,
     };
-    let (steering, mut context, checkpoint_root) = steering_and_context(args, &config, &lm)?;
+    // A checkpoint written by `trainer train` (any setup: vectors, LoRA, full weights).
+    let (lm, (steering, mut context, checkpoint_root)) = match &args.checkpoint {
+        Some(dir) if dir.join("trainer_state.json").is_file() => trained_policy(dir, lm)?,
+        _ => {
+            let found = steering_and_context(args, &config, &lm)?;
+            (lm, found)
+        }
+    };
     let temperature = args.temperature.unwrap_or(config.temperature);
     let append_to = args.append_to || config.append_to;
     if append_to {
@@ -212,6 +221,29 @@ pub fn run(args: &EvalArgs, quiet: bool) -> anyhow::Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// The model and steering of a `trainer train` checkpoint on top of `base`, the context of its
+/// results (from the results layout of its path, else from its config and state) and that layout's
+/// root.
+fn trained_policy(dir: &Path, base: CausalLm) -> anyhow::Result<(CausalLm, (Steering, EvalContext, Option<PathBuf>))> {
+    let (train_config, state) = trainer::train::checkpoint::read_state(dir)?;
+    let (lm, steering) = trainer::train::checkpoint::load_for_inference(dir, base)?;
+    let (context, root) = checkpoint_context(dir).map_or_else(
+        || {
+            let context = EvalContext {
+                model: trainer::train::checkpoint::model_name(&train_config),
+                dataset: train_config.dataset(),
+                setup: state.job_type.clone(),
+                run: train_config.run_name(),
+                checkpoint: Some(state.step),
+            };
+            (context, None)
+        },
+        |(c, r)| (c, Some(r)),
+    );
+    tracing::info!(checkpoint = %dir.display(), ?context, "trained policy");
+    Ok((lm, (steering, context, root)))
 }
 
 /// The steering to apply, the context of the results, and (for a checkpoint in the results
