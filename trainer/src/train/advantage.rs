@@ -109,8 +109,8 @@ mod tests {
         // Group 1: 1 − (−3/3) = 2; −1 − (−1/3) = −2/3.
         close(&a.values, &[2.0, -2.0 / 3.0, -2.0 / 3.0, -2.0 / 3.0, 0.0, 0.0, 0.0, 0.0]);
         assert_eq!(a.zero_signal_groups, 1);
-        // Leave-one-out baselines: group 1 (−1, 1/3, 1/3, 1/3) → mean 0; group 2: 1 → mean 0.5.
-        assert!((a.baseline - 0.5 * (0.0 + 1.0)).abs() < 1e-12);
+        // Leave-one-out baselines: group 1 (−1, −1/3, −1/3, −1/3) → mean −1/2; group 2: 1.
+        assert!((a.baseline - 0.5 * (-0.5 + 1.0)).abs() < 1e-12, "{}", a.baseline);
         // Within-group std: group 1 √(4·0.75/3) = 1, group 2 0.
         assert!((a.within_group_std - 0.5).abs() < 1e-12);
     }
@@ -132,9 +132,10 @@ mod tests {
         let mut b = RunningBaseline::default();
         let first = advantages(AdvantageKind::ReinforceWithBaseline, &R, 4, &mut b, 0.1);
         close(&first.values, &R);
-        assert_eq!(b, RunningBaseline { value: 0.5, initialised: true });
+        // The first update sets the baseline to the batch mean, 2/8.
+        assert_eq!(b, RunningBaseline { value: 0.25, initialised: true });
         let second = advantages(AdvantageKind::ReinforceWithBaseline, &[1.0, -1.0, 1.0, -1.0], 4, &mut b, 0.1);
-        close(&second.values, &[0.5, -1.5, 0.5, -1.5]);
-        assert!((b.value - (0.1 * 0.5 + 0.9 * 0.0)).abs() < 1e-12);
+        close(&second.values, &[0.75, -1.25, 0.75, -1.25]);
+        assert!((b.value - (0.1 * 0.25 + 0.9 * 0.0)).abs() < 1e-12);
     }
 }

@@ -266,7 +266,10 @@ pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<TrainConfi
             serde_norway::from_str(value).map_err(|e| invalid(format!("--set {key}: {e}")))?;
         map.insert(serde_norway::Value::String(key.trim().to_owned()), value);
     }
-    let config: TrainConfig = serde_norway::from_value(doc).map_err(|e| invalid(e.to_string()))?;
+    let config: TrainConfig = serde_path_to_error::deserialize(doc).map_err(|e| {
+        let key = e.path().to_string();
+        invalid(if key == "." { e.into_inner().to_string() } else { format!("key `{key}`: {}", e.into_inner()) })
+    })?;
     config.validate().map_err(invalid)?;
     Ok(config)
 }
