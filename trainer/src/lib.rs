@@ -4,6 +4,7 @@
 //! The binary `trainer` (see `main.rs`) is a thin command line over this library.
 
 pub mod bench;
+pub mod demo;
 pub mod device;
 pub mod error;
 pub mod fsutil;

@@ -3,6 +3,7 @@
 mod bench;
 mod generate;
 mod inspect;
+mod pretrain_demo;
 mod verify;
 
 use std::io::IsTerminal;
@@ -37,6 +38,8 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Measure performance on random weights at real model shapes.
     Bench(bench::BenchArgs),
+    /// Pretrain the small demo model from scratch on the synthetic arithmetic task.
+    PretrainDemo(pretrain_demo::PretrainDemoArgs),
 }
 
 /// Runs the parsed command.
@@ -46,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(&args, cli.quiet),
         Command::Verify(args) => verify::run(&args),
         Command::Bench(args) => bench::run(&args, cli.quiet),
+        Command::PretrainDemo(args) => pretrain_demo::run(&args, cli.quiet),
     }
 }
 
