@@ -54,11 +54,11 @@ impl Default for DemoShape {
     /// The shape of the committed demo model.
     fn default() -> Self {
         Self {
-            hidden_size: 96,
-            num_layers: 3,
+            hidden_size: 64,
+            num_layers: 2,
             num_heads: 4,
             num_kv_heads: 2,
-            intermediate_size: 256,
+            intermediate_size: 192,
             max_position_embeddings: 256,
         }
     }
@@ -98,7 +98,7 @@ impl Default for PretrainConfig {
     fn default() -> Self {
         Self {
             seed: 0,
-            steps: 1500,
+            steps: 2000,
             batch_size: 32,
             learning_rate: 3e-3,
             warmup_steps: 50,
