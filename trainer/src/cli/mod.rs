@@ -4,11 +4,8 @@ mod bench;
 mod eval;
 mod generate;
 mod inspect;
-<<<<<<< HEAD
 mod train;
-=======
 mod pretrain_demo;
->>>>>>> demo
 mod verify;
 
 use std::io::IsTerminal;
@@ -45,15 +42,12 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Measure performance on random weights at real model shapes.
     Bench(bench::BenchArgs),
-<<<<<<< HEAD
     /// Evaluate a model (base, steered, or a training checkpoint) on math benchmarks.
     Eval(eval::EvalArgs),
     /// Join the outputs of `trainer eval --shard i/N` runs.
     EvalMerge(eval::MergeArgs),
-=======
     /// Pretrain the small demo model from scratch on the synthetic arithmetic task.
     PretrainDemo(pretrain_demo::PretrainDemoArgs),
->>>>>>> demo
 }
 
 /// Runs the parsed command.
@@ -64,12 +58,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(&args),
         Command::Train(args) => train::run(&args, cli.quiet),
         Command::Bench(args) => bench::run(&args, cli.quiet),
-<<<<<<< HEAD
         Command::Eval(args) => eval::run(&args, cli.quiet),
         Command::EvalMerge(args) => eval::run_merge(&args),
-=======
         Command::PretrainDemo(args) => pretrain_demo::run(&args, cli.quiet),
->>>>>>> demo
     }
 }
 
