@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and dispatch to the subcommands.
 
 mod bench;
+mod demo;
 mod eval;
 mod generate;
 mod inspect;
@@ -38,6 +39,9 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Decide whether answers are mathematically equivalent (math-verify semantics).
     Verify(verify::VerifyArgs),
+    /// The whole story on the committed demo model: base, steering (3 seeds), LoRA and full
+    /// fine-tuning trained with GRPO, evaluated on held-out problems, compared in a table.
+    Demo(demo::DemoArgs),
     /// Train steering vectors (or LoRA / full fine-tuning) with GRPO from a YAML config.
     Train(train::TrainArgs),
     /// Measure performance on random weights at real model shapes.
@@ -56,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(&args),
         Command::Generate(args) => generate::run(&args, cli.quiet),
         Command::Verify(args) => verify::run(&args),
+        Command::Demo(args) => demo::run(&args, cli.quiet),
         Command::Train(args) => train::run(&args, cli.quiet),
         Command::Bench(args) => bench::run(&args, cli.quiet),
         Command::Eval(args) => eval::run(&args, cli.quiet),
