@@ -258,7 +258,7 @@ impl Split {
     /// platform and Rust version.
     pub fn of(problem: &Problem) -> Self {
         let hash = fnv1a(problem.text().as_bytes());
-        if hash % TEST_BUCKETS == 0 { Self::Test } else { Self::Train }
+        if hash.is_multiple_of(TEST_BUCKETS) { Self::Test } else { Self::Train }
     }
 
     /// `train` or `test`.
