@@ -162,14 +162,10 @@ fn corpus(problems: &[Problem]) -> Vec<String> {
         .collect()
 }
 
-/// The `config.json` of the demo model for a tokenizer of `vocab_size` tokens.
+/// The `config.json` of the demo model of `shape` for `tokenizer` (its vocabulary size and special
+/// token ids).
 pub fn model_config_json(shape: &DemoShape, tokenizer: &ModelTokenizer) -> Result<Value> {
-    let id = |t: &str| {
-        tokenizer.token_id(t).ok_or_else(|| Error::Tokenizer {
-            path: tokenizer.dir().join("tokenizer.json"),
-            message: format!("the demo tokenizer has no `{t}` token"),
-        })
-    };
+    let id = |t: &str| demo_tokenizer::token_id(tokenizer, t);
     Ok(json!({
         "architectures": ["Qwen2ForCausalLM"],
         "model_type": "qwen2",
@@ -379,10 +375,7 @@ impl Pretraining {
     }
 
     fn eos_id(&self) -> Result<u32> {
-        self.tokenizer.token_id(demo_tokenizer::IM_END).ok_or_else(|| Error::Tokenizer {
-            path: self.tokenizer.dir().join("tokenizer.json"),
-            message: format!("no `{}` token", demo_tokenizer::IM_END),
-        })
+        demo_tokenizer::token_id(&self.tokenizer, demo_tokenizer::IM_END)
     }
 
     /// One optimiser step on the next batch.
