@@ -177,3 +177,15 @@ fn the_committed_demo_model_answers_an_easy_problem_with_a_boxed_answer() {
     let verdict = verify(&easy.answer, &text, AnswerFormat::QwenMath).verdict;
     assert!(text.contains("\\boxed{") && verdict != Verdict::NoAnswer, "{text:?}");
 }
+
+#[test]
+fn the_committed_demo_model_can_solve_test_problems_but_does_not_reliably_choose_to() {
+    let dir = committed_model_dir();
+    let device = Device::flex();
+    let lm = model::load(&dir, &device, DType::F32).unwrap();
+    let tokenizer = ModelTokenizer::from_dir(&dir).unwrap();
+    let rows = task::read_jsonl(&dir.join("data/test.jsonl")).unwrap();
+    let acc = pretrain::sampled_accuracy(&lm, &Steering::None, &tokenizer, &rows[..40], 8, 1.0, 0).unwrap();
+    assert!((0.08..0.5).contains(&acc.pass_at_1), "{acc:?}");
+    assert!(acc.pass_at_k > 0.6 && acc.careful_accuracy > 0.5, "{acc:?}");
+}

@@ -11,6 +11,7 @@ use serde_json::json;
 use trainer::demo::pretrain::{self, DemoShape, PretrainConfig, Pretraining};
 use trainer::demo::task::{self, StyleMix};
 use trainer::device::Backend;
+use trainer::steering::Steering;
 
 /// Arguments of `trainer pretrain-demo`.
 #[derive(Debug, Args)]
@@ -46,7 +47,7 @@ pub struct PretrainDemoArgs {
     #[arg(long, value_enum, default_value_t = Backend::Flex)]
     pub backend: Backend,
     /// Test problems on which the sampled accuracy is measured at the end (0: skip).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = PretrainConfig::default().test_rows)]
     pub eval_problems: usize,
     /// Samples per test problem (temperature 1) for pass@1 and pass@k.
     #[arg(long, default_value_t = 16)]
@@ -95,7 +96,7 @@ pub fn run(args: &PretrainDemoArgs, quiet: bool) -> anyhow::Result<()> {
         let rows = task::read_jsonl(&out.join("data/test.jsonl"))?;
         let rows = &rows[..args.eval_problems.min(rows.len())];
         let lm = trainer::model::load(out, &device, burn::tensor::DType::F32)?;
-        let acc = pretrain::sampled_accuracy(&lm, run.tokenizer(), rows, args.eval_samples, 1.0, config.seed)?;
+        let acc = pretrain::sampled_accuracy(&lm, &Steering::None, run.tokenizer(), rows, args.eval_samples, 1.0, config.seed)?;
         eprintln!(
             "base model on {} test problems, {} samples at T = 1: pass@1 {:.1} %, pass@{} {:.1} % ({:.1} % without a boxed answer, {:.1} % with a chain of thought, {:.1} % correct when careful)",
             acc.problems,
@@ -112,7 +113,7 @@ pub fn run(args: &PretrainDemoArgs, quiet: bool) -> anyhow::Result<()> {
         None
     };
     let manifest = json!({
-        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "command": std::iter::once("trainer".to_owned()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" "),
         "trainer_version": env!("CARGO_PKG_VERSION"),
         "config": config,
         "parameters": run.weights().numel(),

@@ -130,7 +130,8 @@ impl PretrainConfig {
         if s.hidden_size == 0 || s.num_layers == 0 || s.intermediate_size == 0 || s.num_kv_heads == 0 {
             return bad(&format!("every model size must be at least 1, found {s:?}"));
         }
-        if s.num_heads % s.num_kv_heads != 0 || s.hidden_size % s.num_heads != 0 || (s.hidden_size / s.num_heads) % 2 != 0 {
+        let even_heads = s.num_heads > 0 && s.hidden_size.is_multiple_of(s.num_heads) && (s.hidden_size / s.num_heads).is_multiple_of(2);
+        if !even_heads || !s.num_heads.is_multiple_of(s.num_kv_heads) {
             return bad(&format!("heads must divide the hidden size into even head widths and be a multiple of the KV heads, found {s:?}"));
         }
         if self.train_rows == 0 || self.test_rows == 0 {
@@ -161,14 +162,10 @@ fn corpus(problems: &[Problem]) -> Vec<String> {
         .collect()
 }
 
-/// The `config.json` of the demo model for a tokenizer of `vocab_size` tokens.
+/// The `config.json` of the demo model of `shape` for `tokenizer` (its vocabulary size and special
+/// token ids).
 pub fn model_config_json(shape: &DemoShape, tokenizer: &ModelTokenizer) -> Result<Value> {
-    let id = |t: &str| {
-        tokenizer.token_id(t).ok_or_else(|| Error::Tokenizer {
-            path: tokenizer.dir().join("tokenizer.json"),
-            message: format!("the demo tokenizer has no `{t}` token"),
-        })
-    };
+    let id = |t: &str| demo_tokenizer::token_id(tokenizer, t);
     Ok(json!({
         "architectures": ["Qwen2ForCausalLM"],
         "model_type": "qwen2",
@@ -378,10 +375,7 @@ impl Pretraining {
     }
 
     fn eos_id(&self) -> Result<u32> {
-        self.tokenizer.token_id(demo_tokenizer::IM_END).ok_or_else(|| Error::Tokenizer {
-            path: self.tokenizer.dir().join("tokenizer.json"),
-            message: format!("no `{}` token", demo_tokenizer::IM_END),
-        })
+        demo_tokenizer::token_id(&self.tokenizer, demo_tokenizer::IM_END)
     }
 
     /// One optimiser step on the next batch.
@@ -470,10 +464,11 @@ pub struct SampledAccuracy {
     pub careful_accuracy: f64,
 }
 
-/// Samples `samples` completions per row (temperature `temperature`, `max_new_tokens` each, the
-/// chat prompt) and verifies them with [`reward::verify`].
+/// Samples `samples` completions per row with `steering` (temperature `temperature`, at most
+/// [`MAX_NEW_TOKENS`] each, the chat prompt) and verifies them with [`reward::verify`].
 pub fn sampled_accuracy(
     lm: &CausalLm,
+    steering: &Steering,
     tokenizer: &ModelTokenizer,
     rows: &[TaskRow],
     samples: usize,
@@ -494,7 +489,7 @@ pub fn sampled_accuracy(
         pad_token_id: tokenizer.pad_token_id(),
         max_batch_rows: 256,
     };
-    let generation = rollout::generate(lm, &Steering::None, &[], &request, &indicatif::ProgressBar::hidden())?;
+    let generation = rollout::generate(lm, steering, &[], &request, &indicatif::ProgressBar::hidden())?;
     let mut correct = vec![0usize; rows.len()];
     let (mut no_answer, mut with_chain, mut careful, mut careful_correct) = (0usize, 0usize, 0usize, 0usize);
     for c in &generation.completions {

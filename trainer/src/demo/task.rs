@@ -200,7 +200,9 @@ impl Problem {
         text
     }
 
-    /// The value after each operation (`ops.len()` values; every one within `0..=MAX_VALUE`).
+    /// The value after each operation (`ops.len()` values). For a problem of [`Problem::random`]
+    /// every value lies within `0..=MAX_VALUE`; an operation that would leave that range (only
+    /// in a hand-made problem) keeps the value unchanged.
     pub fn values(&self) -> Vec<u32> {
         let mut x = self.start;
         self.ops
@@ -258,7 +260,7 @@ impl Split {
     /// platform and Rust version.
     pub fn of(problem: &Problem) -> Self {
         let hash = fnv1a(problem.text().as_bytes());
-        if hash % TEST_BUCKETS == 0 { Self::Test } else { Self::Train }
+        if hash.is_multiple_of(TEST_BUCKETS) { Self::Test } else { Self::Train }
     }
 
     /// `train` or `test`.

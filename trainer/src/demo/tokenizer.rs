@@ -22,6 +22,7 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use crate::error::{Error, Result};
+use crate::model::ModelTokenizer;
 use crate::model::prompt::GUIDANCE_PROMPT;
 
 /// End of text: BOS and padding token (id 0).
@@ -111,11 +112,12 @@ pub fn write(tokenizer: &Tokenizer, dir: &Path, model_max_length: usize) -> Resu
     crate::fsutil::write_json(&dir.join("tokenizer_config.json"), &config)
 }
 
-/// The id of a special token of a trained demo tokenizer.
-pub fn special_id(tokenizer: &Tokenizer, token: &str) -> Result<u32> {
-    tokenizer.token_to_id(token).ok_or_else(|| Error::Tokenizer {
-        path: "(demo tokenizer)".into(),
-        message: format!("no token `{token}`"),
+/// The id of `token` (one of the special tokens above) in a loaded demo tokenizer; an error names
+/// the tokenizer file when it lacks the token (not a demo tokenizer).
+pub fn token_id(tokenizer: &ModelTokenizer, token: &str) -> Result<u32> {
+    tokenizer.token_id(token).ok_or_else(|| Error::Tokenizer {
+        path: tokenizer.dir().join("tokenizer.json"),
+        message: format!("no `{token}` token: not a demo tokenizer"),
     })
 }
 
@@ -126,8 +128,8 @@ mod tests {
     #[test]
     fn special_tokens_come_first_and_the_guidance_sentence_is_one_token() {
         let tok = train(&["Start with 7, add 5.".to_owned()]).unwrap();
-        let ids: Vec<u32> = SPECIAL_TOKENS.iter().map(|t| special_id(&tok, t).unwrap()).collect();
-        assert_eq!(ids, vec![0, 1, 2, 3]);
+        let ids: Vec<Option<u32>> = SPECIAL_TOKENS.iter().map(|t| tok.token_to_id(t)).collect();
+        assert_eq!(ids, vec![Some(0), Some(1), Some(2), Some(3)]);
         let enc = tok.encode(format!("{IM_START}system\n{GUIDANCE_PROMPT}{IM_END}"), false).unwrap();
         assert_eq!(enc.get_ids().len(), 5, "{:?}", enc.get_tokens());
     }
