@@ -10,10 +10,7 @@ use shared::experiments::ExperimentResult;
 use shared::results::ResultsIndex;
 
 use crate::chart::Figure;
-use crate::figures::{
-    self, accuracy_table, exchange, head_patching, layers, logit_lens, magnitude, pair_layers,
-    seed_alignment, training_curves,
-};
+use crate::figures::{self, accuracy_table, head_patching, training_curves};
 use crate::source::Files;
 
 /// Something that arrived asynchronously (a fetched URL, picked files).
@@ -50,10 +47,7 @@ pub struct ViewerApp {
     inbox: Inbox,
     table: accuracy_table::Options,
     training: training_curves::Options,
-    bench: String,
-    metric: Metric,
-    head_view: head_patching::View,
-    logit_layer: Option<u32>,
+    view: figures::ViewOptions,
     excluded_seeds: std::collections::BTreeSet<u64>,
     figures_rect: Option<egui::Rect>,
     #[cfg(not(target_arch = "wasm32"))]
@@ -79,10 +73,7 @@ impl Default for ViewerApp {
             inbox: Inbox::default(),
             table: Default::default(),
             training: Default::default(),
-            bench: AVERAGE.into(),
-            metric: Metric::Accuracy,
-            head_view: Default::default(),
-            logit_layer: None,
+            view: Default::default(),
             excluded_seeds: Default::default(),
             figures_rect: None,
             #[cfg(not(target_arch = "wasm32"))]
@@ -306,144 +297,21 @@ impl ViewerApp {
         ctx.request_repaint_after(std::time::Duration::from_secs(2));
     }
 
-    fn benches_of(&self, r: &ExperimentResult) -> Vec<String> {
-        let scores: Vec<&shared::aggregate::Scores> = match r {
-            ExperimentResult::Layers(r) => r
-                .points
-                .iter()
-                .map(|p| &p.variant.scores)
-                .chain(r.baselines.iter().map(|v| &v.scores))
-                .collect(),
-            ExperimentResult::Magnitude(r) => r.points.iter().map(|p| &p.variant.scores).collect(),
-            ExperimentResult::PairLayers(r) => r.pairs.iter().map(|p| &p.variant.scores).collect(),
-            ExperimentResult::HeadPatching(r) => {
-                r.points.iter().map(|p| &p.variant.scores).collect()
-            }
-            ExperimentResult::Exchange(r) => r.cells.iter().map(|c| &c.variant.scores).collect(),
-            _ => vec![],
-        };
-        let set: std::collections::BTreeSet<String> =
-            scores.iter().flat_map(|s| s.keys().cloned()).collect();
-        std::iter::once(AVERAGE.to_owned()).chain(set).collect()
-    }
-
     /// The figures and export data of the current view.
     pub fn current(&self) -> Option<figures::Prepared> {
-        let to_json = |v: &dyn erased::Json| v.json();
         match &self.tab {
             Tab::Table => {
-                if self.index.summaries.is_empty() {
-                    return None;
-                }
                 let opts = accuracy_table::Options {
                     excluded_seeds: self.excluded_seeds.clone(),
                     ..self.table.clone()
                 };
-                let d = accuracy_table::prepare(&self.index, &opts);
-                Some(figures::Prepared {
-                    id: "accuracy-table".into(),
-                    figures: accuracy_table::figures(&d),
-                    csv: accuracy_table::csvs(&d),
-                    json: to_json(&d),
-                })
+                figures::prepare_table(&self.index, &opts)
             }
-            Tab::Training => {
-                if self.index.training_runs.is_empty() {
-                    return None;
-                }
-                let d = training_curves::prepare(&self.index, &self.training);
-                Some(figures::Prepared {
-                    id: "training-curves".into(),
-                    figures: training_curves::figures(&d),
-                    csv: vec![(String::new(), training_curves::csv(&d))],
-                    json: to_json(&d),
-                })
-            }
+            Tab::Training => figures::prepare_training(&self.index, &self.training),
             Tab::Experiment(path) => {
-                let r = &figures::without_seeds(
-                    self.index.experiments.get(path)?,
-                    &self.excluded_seeds,
-                );
-                let id = path.trim_end_matches(".json").replace('/', "_");
-                let (bench, metric) = (self.bench.clone(), self.metric);
-                Some(match r {
-                    ExperimentResult::Layers(r) => {
-                        let d = layers::prepare(r, &layers::Options { bench, metric });
-                        figures::Prepared {
-                            id,
-                            figures: layers::figures(&d),
-                            csv: vec![(String::new(), figures::curves::csv(&d))],
-                            json: to_json(&d),
-                        }
-                    }
-                    ExperimentResult::Magnitude(r) => {
-                        let d = magnitude::prepare(r, &magnitude::Options { bench, metric });
-                        figures::Prepared {
-                            id,
-                            figures: magnitude::figures(&d),
-                            csv: vec![(String::new(), figures::curves::csv(&d))],
-                            json: to_json(&d),
-                        }
-                    }
-                    ExperimentResult::PairLayers(r) => {
-                        let d = pair_layers::prepare(r, &pair_layers::Options { bench, metric });
-                        figures::Prepared {
-                            id,
-                            figures: pair_layers::figures(&d),
-                            csv: vec![(String::new(), pair_layers::csv(&d))],
-                            json: to_json(&d),
-                        }
-                    }
-                    ExperimentResult::SeedAlignment(r) => {
-                        let d = seed_alignment::prepare(r);
-                        figures::Prepared {
-                            id,
-                            figures: seed_alignment::figures(&d),
-                            csv: vec![(String::new(), seed_alignment::csv(&d))],
-                            json: to_json(&d),
-                        }
-                    }
-                    ExperimentResult::HeadPatching(r) => {
-                        let d = head_patching::prepare(
-                            r,
-                            &head_patching::Options {
-                                bench,
-                                metric,
-                                view: self.head_view,
-                            },
-                        );
-                        figures::Prepared {
-                            id,
-                            figures: head_patching::figures(&d),
-                            csv: vec![(String::new(), head_patching::csv(&d))],
-                            json: to_json(&d),
-                        }
-                    }
-                    ExperimentResult::Exchange(r) => {
-                        let d = exchange::prepare(r, &exchange::Options { bench, metric });
-                        figures::Prepared {
-                            id,
-                            figures: exchange::figures(&d),
-                            csv: vec![(String::new(), exchange::csv(&d))],
-                            json: to_json(&d),
-                        }
-                    }
-                    ExperimentResult::LogitLens(r) => {
-                        let d = logit_lens::prepare(
-                            r,
-                            &logit_lens::Options {
-                                layer: self.logit_layer,
-                                ..Default::default()
-                            },
-                        );
-                        figures::Prepared {
-                            id,
-                            figures: logit_lens::figures(&d),
-                            csv: vec![(String::new(), logit_lens::csv(&d))],
-                            json: to_json(&d),
-                        }
-                    }
-                })
+                let r =
+                    figures::without_seeds(self.index.experiments.get(path)?, &self.excluded_seeds);
+                Some(figures::prepare_experiment(path, &r, &self.view))
             }
         }
     }
@@ -735,14 +603,15 @@ impl ViewerApp {
                     ExperimentResult::LogitLens(l) => {
                         egui::ComboBox::from_id_salt("logit-layer")
                             .selected_text(
-                                self.logit_layer
+                                self.view
+                                    .logit_layer
                                     .map_or("all layers".into(), |l| format!("layer {l}")),
                             )
                             .show_ui(ui, |ui| {
-                                ui.selectable_value(&mut self.logit_layer, None, "all layers");
+                                ui.selectable_value(&mut self.view.logit_layer, None, "all layers");
                                 for layer in l.layers.iter().map(|x| x.layer) {
                                     ui.selectable_value(
-                                        &mut self.logit_layer,
+                                        &mut self.view.logit_layer,
                                         Some(layer),
                                         format!("layer {layer}"),
                                     );
@@ -750,33 +619,34 @@ impl ViewerApp {
                             });
                     }
                     _ => {
-                        let benches = self.benches_of(&r);
-                        if !benches.contains(&self.bench) {
-                            self.bench = AVERAGE.into();
+                        let benches = figures::benches_of(&r);
+                        let choice = &mut self.view.bench;
+                        if !benches.contains(&choice.bench) {
+                            choice.bench = AVERAGE.into();
                         }
                         egui::ComboBox::from_id_salt("bench")
-                            .selected_text(shared::benchmarks::display_name(&self.bench))
+                            .selected_text(shared::benchmarks::display_name(&choice.bench))
                             .show_ui(ui, |ui| {
                                 for b in benches {
                                     let name = shared::benchmarks::display_name(&b);
-                                    ui.selectable_value(&mut self.bench, b, name);
+                                    ui.selectable_value(&mut choice.bench, b, name);
                                 }
                             });
-                        metric_combo(ui, "exp-metric", &mut self.metric);
+                        metric_combo(ui, "exp-metric", &mut choice.metric);
                         self.seed_toggles(ui, figures::seeds_of(&r));
                         if matches!(r, ExperimentResult::HeadPatching(_)) {
                             ui.selectable_value(
-                                &mut self.head_view,
+                                &mut self.view.head_view,
                                 head_patching::View::PerProjType,
                                 "per projection type",
                             );
                             ui.selectable_value(
-                                &mut self.head_view,
+                                &mut self.view.head_view,
                                 head_patching::View::Combined { inverse: false },
                                 "combined q/k/v",
                             );
                             ui.selectable_value(
-                                &mut self.head_view,
+                                &mut self.view.head_view,
                                 head_patching::View::Combined { inverse: true },
                                 "combined inverse",
                             );
@@ -902,20 +772,6 @@ fn metric_combo(ui: &mut egui::Ui, id: &str, metric: &mut Metric) {
                 ui.selectable_value(metric, m, m.label());
             }
         });
-}
-
-/// Serialises prepared data without naming its type at the call site.
-mod erased {
-    /// Anything serialisable as pretty JSON.
-    pub trait Json {
-        /// The JSON text.
-        fn json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> String {
-            serde_json::to_string_pretty(self).unwrap_or_default()
-        }
-    }
 }
 
 /// Draws the figures of a prepared view (used by the app and by tests).
