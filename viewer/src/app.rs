@@ -59,7 +59,9 @@ pub struct ViewerApp {
     #[cfg(not(target_arch = "wasm32"))]
     open_path: String,
     #[cfg(not(target_arch = "wasm32"))]
-    last_poll_secs: f64,
+    waker: Arc<Mutex<Option<egui::Context>>>,
+    #[cfg(not(target_arch = "wasm32"))]
+    dialog: Option<egui_file::FileDialog>,
     pending_view: Option<String>,
 }
 
@@ -85,7 +87,9 @@ impl Default for ViewerApp {
             #[cfg(not(target_arch = "wasm32"))]
             open_path: String::new(),
             #[cfg(not(target_arch = "wasm32"))]
-            last_poll_secs: -1.0,
+            waker: Default::default(),
+            #[cfg(not(target_arch = "wasm32"))]
+            dialog: None,
             pending_view: None,
         }
     }
@@ -104,19 +108,82 @@ impl ViewerApp {
         app
     }
 
-    /// Opens a folder and watches it (native).
+    /// Opens a folder and watches it (native): files that a run creates or changes later are read
+    /// as the operating system reports them ([`Self::apply_watched_changes`]).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open_folder(&mut self, path: &std::path::Path) {
         self.index = ResultsIndex::default();
         self.source = path.display().to_string();
         self.open_path = self.source.clone();
-        let mut w = crate::source::DirWatcher::new(path);
-        match w.poll() {
-            Ok(files) => {
-                self.load_files(&path.display().to_string(), files, false);
-                self.watcher = Some(w);
+        let waker = self.waker.clone();
+        let wake = move || {
+            if let Ok(Some(ctx)) = waker.lock().as_deref() {
+                ctx.request_repaint();
             }
+        };
+        // watch first, then read: nothing written in between is missed
+        let watcher = crate::source::DirWatcher::new(path, wake);
+        match crate::source::read_folder(path) {
+            Ok(files) => self.load_files(&path.display().to_string(), files, false),
             Err(e) => self.status = e,
+        }
+        match watcher {
+            Ok(w) => self.watcher = Some(w),
+            Err(e) => {
+                self.watcher = None;
+                self.status = format!("{} (not watched: {e})", self.status);
+            }
+        }
+    }
+
+    /// Reads the files the watched folder reported since the last call; returns how many.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn apply_watched_changes(&mut self) -> usize {
+        let Some(w) = &mut self.watcher else { return 0 };
+        let label = w.root().display().to_string();
+        let (files, errors) = w.changes();
+        let n = files.len();
+        if n > 0 {
+            self.load_files(&label, files, false);
+        }
+        if let Some(e) = errors.last() {
+            self.status = e.clone();
+        }
+        n
+    }
+
+    /// Opens a `.zip` bundle of a results root (native).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open_zip(&mut self, path: &std::path::Path) {
+        self.watcher = None;
+        let read = std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| crate::source::from_zip(&b));
+        match read {
+            Ok(files) => self.load_files(&path.display().to_string(), files, true),
+            Err(e) => self.status = format!("{}: {e}", path.display()),
+        }
+    }
+
+    /// The folder or zip dialog, while one is open; opens what was picked.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn show_dialog(&mut self, ctx: &egui::Context) {
+        let Some(dialog) = &mut self.dialog else {
+            return;
+        };
+        if !dialog.show(ctx).selected() {
+            if !dialog.visible() {
+                self.dialog = None;
+            }
+            return;
+        }
+        let folder = dialog.dialog_type() == egui_file::DialogType::SelectFolder;
+        let picked = dialog.path().map(std::path::Path::to_path_buf);
+        self.dialog = None;
+        match picked {
+            Some(p) if folder => self.open_folder(&p),
+            Some(p) => self.open_zip(&p),
+            None => {}
         }
     }
 
@@ -277,26 +344,6 @@ impl ViewerApp {
         }
     }
 
-    #[cfg(not(target_arch = "wasm32"))]
-    fn poll_watcher(&mut self, ctx: &egui::Context) {
-        let now = ctx.input(|i| i.time);
-        if self.watcher.is_none() || now - self.last_poll_secs < 2.0 {
-            if self.watcher.is_some() {
-                ctx.request_repaint_after(std::time::Duration::from_secs(2));
-            }
-            return;
-        }
-        self.last_poll_secs = now;
-        let Some(w) = &mut self.watcher else { return };
-        let label = w.root().display().to_string();
-        match w.poll() {
-            Ok(files) if !files.is_empty() => self.load_files(&label, files, false),
-            Ok(_) => {}
-            Err(e) => self.status = e,
-        }
-        ctx.request_repaint_after(std::time::Duration::from_secs(2));
-    }
-
     /// The figures and export data of the current view.
     pub fn current(&self) -> Option<figures::Prepared> {
         match &self.tab {
@@ -331,7 +378,34 @@ impl ViewerApp {
                 let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 if ui.button("Open").clicked() || enter {
                     let p = std::path::PathBuf::from(self.open_path.trim());
-                    self.open_folder(&p);
+                    if p.extension().is_some_and(|e| e == "zip") {
+                        self.open_zip(&p);
+                    } else {
+                        self.open_folder(&p);
+                    }
+                }
+                let start = std::path::PathBuf::from(self.open_path.trim());
+                let start = start.is_dir().then_some(start);
+                if ui.button("Browse folder…").clicked() {
+                    let mut d =
+                        egui_file::FileDialog::select_folder().title("Choose a results folder");
+                    if let Some(p) = &start {
+                        d = d.initial_path(p);
+                    }
+                    d.open();
+                    self.dialog = Some(d);
+                }
+                if ui.button("Open .zip…").clicked() {
+                    let mut d = egui_file::FileDialog::open_file()
+                        .title("Choose a results .zip")
+                        .show_files_filter(Box::new(|p: &std::path::Path| {
+                            p.extension().is_some_and(|e| e == "zip")
+                        }));
+                    if let Some(p) = start {
+                        d = d.initial_path(p);
+                    }
+                    d.open();
+                    self.dialog = Some(d);
                 }
             }
             #[cfg(target_arch = "wasm32")]
@@ -551,7 +625,7 @@ impl ViewerApp {
                 temps.dedup();
                 let seeds = self.index.summaries.values().map(|s| s.seed).collect();
                 self.seed_toggles(ui, seeds);
-                egui::ComboBox::from_id_salt("table-temp")
+                egui::ComboBox::new("table-temp", "temperature")
                     .selected_text(
                         self.table
                             .temperature
@@ -601,7 +675,7 @@ impl ViewerApp {
                 match &r {
                     ExperimentResult::SeedAlignment(_) => {}
                     ExperimentResult::LogitLens(l) => {
-                        egui::ComboBox::from_id_salt("logit-layer")
+                        egui::ComboBox::new("logit-layer", "layer")
                             .selected_text(
                                 self.view
                                     .logit_layer
@@ -624,7 +698,7 @@ impl ViewerApp {
                         if !benches.contains(&choice.bench) {
                             choice.bench = AVERAGE.into();
                         }
-                        egui::ComboBox::from_id_salt("bench")
+                        egui::ComboBox::new("bench", "benchmark")
                             .selected_text(shared::benchmarks::display_name(&choice.bench))
                             .show_ui(ui, |ui| {
                                 for b in benches {
@@ -765,7 +839,7 @@ fn expand(name: &str, bytes: Vec<u8>) -> Result<Files, String> {
 }
 
 fn metric_combo(ui: &mut egui::Ui, id: &str, metric: &mut Metric) {
-    egui::ComboBox::from_id_salt(id)
+    egui::ComboBox::new(id, "metric")
         .selected_text(metric.label())
         .show_ui(ui, |ui| {
             for m in Metric::ALL {
@@ -787,7 +861,14 @@ impl eframe::App for ViewerApp {
         self.drain_inbox();
         self.handle_dropped(ctx);
         #[cfg(not(target_arch = "wasm32"))]
-        self.poll_watcher(ctx);
+        {
+            if let Ok(mut waker) = self.waker.lock()
+                && waker.is_none()
+            {
+                *waker = Some(ctx.clone());
+            }
+            self.apply_watched_changes();
+        }
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
@@ -804,6 +885,8 @@ impl ViewerApp {
     /// Draws the whole app into `ui` (also used by tests without eframe).
     pub fn ui_body(&mut self, ui: &mut egui::Ui) {
         self.drain_inbox();
+        #[cfg(not(target_arch = "wasm32"))]
+        self.show_dialog(&ui.ctx().clone());
         egui::Panel::top("top").show(ui, |ui| self.top_bar(ui));
         egui::Panel::left("browser")
             .resizable(true)
