@@ -50,7 +50,6 @@ pub struct ViewerApp {
     view: figures::ViewOptions,
     excluded_seeds: std::collections::BTreeSet<u64>,
     figures_rect: Option<egui::Rect>,
-    #[cfg(not(target_arch = "wasm32"))]
     export_scale: f32,
     #[cfg(not(target_arch = "wasm32"))]
     export_dir: String,
@@ -63,6 +62,9 @@ pub struct ViewerApp {
     #[cfg(not(target_arch = "wasm32"))]
     dialog: Option<egui_file::FileDialog>,
     pending_view: Option<String>,
+    /// Where some buttons were last drawn (browser tests click them: the canvas has no DOM).
+    #[cfg(target_arch = "wasm32")]
+    web_buttons: std::collections::BTreeMap<String, egui::Rect>,
 }
 
 impl Default for ViewerApp {
@@ -78,7 +80,6 @@ impl Default for ViewerApp {
             view: Default::default(),
             excluded_seeds: Default::default(),
             figures_rect: None,
-            #[cfg(not(target_arch = "wasm32"))]
             export_scale: 2.0,
             #[cfg(not(target_arch = "wasm32"))]
             export_dir: "figures".into(),
@@ -91,6 +92,8 @@ impl Default for ViewerApp {
             #[cfg(not(target_arch = "wasm32"))]
             dialog: None,
             pending_view: None,
+            #[cfg(target_arch = "wasm32")]
+            web_buttons: Default::default(),
         }
     }
 }
@@ -217,6 +220,13 @@ impl ViewerApp {
             self.tab = tab;
             self.pending_view = None;
         }
+    }
+
+    /// The centre of a button as last drawn, in points (browser: "Open .zip / files…", "SVG",
+    /// "PNG"), for browser tests that click it.
+    #[cfg(target_arch = "wasm32")]
+    pub fn button_center(&self, label: &str) -> Option<egui::Pos2> {
+        self.web_buttons.get(label).map(|r| r.center())
     }
 
     /// The status line (what was opened, counts, the last error).
@@ -413,7 +423,10 @@ impl ViewerApp {
                 if ui.button("Open folder…").clicked() {
                     crate::web::pick_files(self.inbox.clone(), true);
                 }
-                if ui.button("Open .zip / files…").clicked() {
+                let zip = ui.button("Open .zip / files…");
+                self.web_buttons
+                    .insert("Open .zip / files…".into(), zip.rect);
+                if zip.clicked() {
                     crate::web::pick_files(self.inbox.clone(), false);
                 }
             }
@@ -820,7 +833,39 @@ impl ViewerApp {
                         "application/json",
                     );
                 }
-                ui.label("(PNG/SVG files at any scale: the desktop viewer or `viewer export`)");
+                ui.add(egui::Slider::new(&mut self.export_scale, 1.0..=4.0).text("PNG scale"));
+                let svg = ui
+                    .button("SVG")
+                    .on_hover_text("every figure of the view as SVG");
+                let png = ui
+                    .button("PNG")
+                    .on_hover_text("every figure of the view as PNG");
+                self.web_buttons.insert("SVG".into(), svg.rect);
+                self.web_buttons.insert("PNG".into(), png.rect);
+                if svg.clicked() || png.clicked() {
+                    let mut failed = Vec::new();
+                    for fig in &prepared.figures {
+                        let stem = prepared.figure_stem(fig);
+                        match crate::draw_plotters::to_svg(fig, 1.0) {
+                            Ok(text) if svg.clicked() => crate::web::download(
+                                &format!("{stem}.svg"),
+                                text.as_bytes(),
+                                "image/svg+xml",
+                            ),
+                            Ok(text) => crate::web::download_png(
+                                &text,
+                                &format!("{stem}.png"),
+                                f64::from(self.export_scale),
+                            ),
+                            Err(e) => failed.push(format!("{stem}: {e}")),
+                        }
+                    }
+                    self.status = if failed.is_empty() {
+                        format!("downloaded {} figure(s)", prepared.figures.len())
+                    } else {
+                        format!("could not draw {}", failed.join("; "))
+                    };
+                }
             }
         });
     }

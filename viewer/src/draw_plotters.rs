@@ -1,6 +1,8 @@
-//! Draws a [`Figure`] with plotters into SVG text or PNG bytes (native only: plotters cannot
-//! rasterise text on wasm32). Fonts are embedded (egui's Ubuntu-Light), so output is identical on
-//! every machine and needs no fontconfig, no window and no GPU.
+//! Draws a [`Figure`] with plotters into SVG text (both targets) or PNG bytes (native: plotters
+//! cannot rasterise text on wasm32, where the browser rasterises the SVG instead, see
+//! `web::download_png`). Natively the font is embedded (egui's Ubuntu-Light), so output is
+//! identical on every machine and needs no fontconfig, no window and no GPU; in the browser text is
+//! measured by the browser.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -17,7 +19,9 @@ type Res = Result<(), String>;
 const FONT: &str = "sans-serif";
 
 fn register_fonts() {
+    #[cfg(not(target_arch = "wasm32"))]
     static ONCE: std::sync::Once = std::sync::Once::new();
+    #[cfg(not(target_arch = "wasm32"))]
     ONCE.call_once(|| {
         // The bytes are valid (they ship with egui); an error would only mean no text.
         let _ = plotters::style::register_font(
@@ -50,6 +54,7 @@ pub fn to_svg(fig: &Figure, scale: f64) -> Result<String, String> {
 }
 
 /// Renders the figure as RGB pixels (width, height, bytes).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn to_rgb(fig: &Figure, scale: f64) -> Result<(u32, u32, Vec<u8>), String> {
     register_fonts();
     let (w, h) = scaled(fig.size(), scale);
@@ -63,6 +68,7 @@ pub fn to_rgb(fig: &Figure, scale: f64) -> Result<(u32, u32, Vec<u8>), String> {
 }
 
 /// Renders the figure as PNG bytes.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn to_png(fig: &Figure, scale: f64) -> Result<Vec<u8>, String> {
     let (w, h, rgb) = to_rgb(fig, scale)?;
     let mut out = Vec::new();

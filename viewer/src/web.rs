@@ -85,6 +85,17 @@ impl WebHandle {
             .unwrap_or_default()
     }
 
+    /// The centre of a button as last drawn, `[x, y]` in CSS pixels from the canvas' top-left
+    /// corner (empty if it is not on screen): "Open .zip / files…", "SVG" or "PNG". The browser
+    /// test clicks there, since egui draws on a canvas without DOM elements.
+    pub fn button_center(&self, label: &str) -> Vec<f32> {
+        self.runner
+            .app_mut::<crate::ViewerApp>()
+            .and_then(|app| app.button_center(label))
+            .map(|p| vec![p.x, p.y])
+            .unwrap_or_default()
+    }
+
     /// Whether the app has panicked.
     pub fn has_panicked(&self) -> bool {
         self.runner.has_panicked()
@@ -192,6 +203,41 @@ pub fn pick_files(inbox: Inbox, folder: bool) {
     input.set_onchange(Some(on_change.as_ref().unchecked_ref()));
     on_change.forget();
     input.click();
+}
+
+#[wasm_bindgen(inline_js = r##"
+export function svg_to_png(svg, name, scale) {
+  // The browser rasterises the SVG (its own fonts), at `scale` times its size, into a PNG download.
+  const url = URL.createObjectURL(new Blob([svg], { type: "image/svg+xml" }));
+  const img = new Image();
+  img.onload = () => {
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.round(img.naturalWidth * scale);
+    canvas.height = Math.round(img.naturalHeight * scale);
+    const g = canvas.getContext("2d");
+    g.fillStyle = "#ffffff";
+    g.fillRect(0, 0, canvas.width, canvas.height);
+    g.drawImage(img, 0, 0, canvas.width, canvas.height);
+    URL.revokeObjectURL(url);
+    canvas.toBlob((blob) => {
+      const a = document.createElement("a");
+      a.href = URL.createObjectURL(blob);
+      a.download = name;
+      a.click();
+      setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    }, "image/png");
+  };
+  img.onerror = () => console.error("could not rasterise " + name);
+  img.src = url;
+}
+"##)]
+extern "C" {
+    fn svg_to_png(svg: &str, name: &str, scale: f64);
+}
+
+/// Offers a figure as a PNG download named `name`: the browser rasterises its SVG at `scale`.
+pub fn download_png(svg: &str, name: &str, scale: f64) {
+    svg_to_png(svg, name, scale);
 }
 
 /// Offers `bytes` as a download named `name`.

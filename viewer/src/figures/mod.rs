@@ -76,6 +76,16 @@ pub struct ViewOptions {
 }
 
 impl Prepared {
+    /// The file-name stem of one of its figures: the set's id, followed by `--{figure id}` when
+    /// the set has several figures.
+    pub fn figure_stem(&self, fig: &Figure) -> String {
+        if self.figures.len() > 1 {
+            format!("{}--{}", self.id, fig.id)
+        } else {
+            self.id.clone()
+        }
+    }
+
     /// A prepared set with its data serialised as the JSON export.
     pub fn new<T: serde::Serialize>(
         id: impl Into<String>,
