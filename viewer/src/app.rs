@@ -421,13 +421,13 @@ impl ViewerApp {
             #[cfg(target_arch = "wasm32")]
             {
                 if ui.button("Open folder…").clicked() {
-                    crate::web::pick_files(self.inbox.clone(), true);
+                    crate::web::pick_files(self.inbox.clone(), true, ui.ctx().clone());
                 }
                 let zip = ui.button("Open .zip / files…");
                 self.web_buttons
                     .insert("Open .zip / files…".into(), zip.rect);
                 if zip.clicked() {
-                    crate::web::pick_files(self.inbox.clone(), false);
+                    crate::web::pick_files(self.inbox.clone(), false, ui.ctx().clone());
                 }
             }
             if ui

@@ -141,8 +141,8 @@ async fn fetch_files(url: &str) -> Result<Files, String> {
 }
 
 /// Opens the browser's file picker (a folder when `folder`), reads the picked files (a `.zip` is
-/// unpacked) and pushes them into the inbox.
-pub fn pick_files(inbox: Inbox, folder: bool) {
+/// unpacked), pushes them into the inbox and wakes the app up.
+pub fn pick_files(inbox: Inbox, folder: bool, ctx: egui::Context) {
     let Some(document) = web_sys::window().and_then(|w| w.document()) else {
         return;
     };
@@ -162,6 +162,7 @@ pub fn pick_files(inbox: Inbox, folder: bool) {
         let Some(list) = picked.files() else { return };
         let files: Vec<web_sys::File> = (0..list.length()).filter_map(|i| list.get(i)).collect();
         let inbox = inbox.clone();
+        let ctx = ctx.clone();
         wasm_bindgen_futures::spawn_local(async move {
             let mut out = Files::new();
             for f in files {
@@ -198,6 +199,7 @@ pub fn pick_files(inbox: Inbox, folder: bool) {
                 &inbox,
                 Incoming::Files(label.into(), crate::source::strip_common_root(out)),
             );
+            ctx.request_repaint();
         });
     });
     input.set_onchange(Some(on_change.as_ref().unchecked_ref()));
