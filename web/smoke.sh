@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Browser smoke test: serves the built web viewer (web/build.sh) on localhost, loads it in headless
 # Chromium with the example bundle (?url=example.zip), takes a screenshot, and checks that the page
-# reports no panic, that the bundle was read, and that the screenshot is not blank.
+# reports no panic, that the bundle was read, and that the screenshot is not blank. Then
+# web/browser-test/picker.mjs (playwright-core driving the same Chromium) opens the example .zip
+# through the page's file picker and downloads the shown figure as SVG and PNG.
 #
-# Needs: Debian's `chromium` package, python3. Usage: web/smoke.sh [DIST] [OUT_DIR]
+# Needs: Debian's `chromium` package, python3, node and npm (playwright-core is installed from the
+# npm registry into web/browser-test/node_modules on the first run).
+# Usage: web/smoke.sh [DIST] [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIST="${1:-web/dist}"
@@ -87,3 +91,8 @@ for shot in shots:
         sys.exit(f"FAIL: {shot} looks blank")
 print("OK")
 PY
+
+if [ ! -d web/browser-test/node_modules/playwright-core ]; then
+  npm ci --prefix web/browser-test --no-audit --no-fund >/dev/null
+fi
+CHROMIUM="$CHROMIUM" node web/browser-test/picker.mjs "http://127.0.0.1:$PORT" "$DIST/example.zip" "$OUT"

@@ -10,10 +10,7 @@ use shared::experiments::ExperimentResult;
 use shared::results::ResultsIndex;
 
 use crate::chart::Figure;
-use crate::figures::{
-    self, accuracy_table, exchange, head_patching, layers, logit_lens, magnitude, pair_layers,
-    seed_alignment, training_curves,
-};
+use crate::figures::{self, accuracy_table, head_patching, training_curves};
 use crate::source::Files;
 
 /// Something that arrived asynchronously (a fetched URL, picked files).
@@ -50,13 +47,9 @@ pub struct ViewerApp {
     inbox: Inbox,
     table: accuracy_table::Options,
     training: training_curves::Options,
-    bench: String,
-    metric: Metric,
-    head_view: head_patching::View,
-    logit_layer: Option<u32>,
+    view: figures::ViewOptions,
     excluded_seeds: std::collections::BTreeSet<u64>,
     figures_rect: Option<egui::Rect>,
-    #[cfg(not(target_arch = "wasm32"))]
     export_scale: f32,
     #[cfg(not(target_arch = "wasm32"))]
     export_dir: String,
@@ -65,8 +58,13 @@ pub struct ViewerApp {
     #[cfg(not(target_arch = "wasm32"))]
     open_path: String,
     #[cfg(not(target_arch = "wasm32"))]
-    last_poll_secs: f64,
+    waker: Arc<Mutex<Option<egui::Context>>>,
+    #[cfg(not(target_arch = "wasm32"))]
+    dialog: Option<egui_file::FileDialog>,
     pending_view: Option<String>,
+    /// Where some buttons were last drawn (browser tests click them: the canvas has no DOM).
+    #[cfg(target_arch = "wasm32")]
+    web_buttons: std::collections::BTreeMap<String, egui::Rect>,
 }
 
 impl Default for ViewerApp {
@@ -79,13 +77,9 @@ impl Default for ViewerApp {
             inbox: Inbox::default(),
             table: Default::default(),
             training: Default::default(),
-            bench: AVERAGE.into(),
-            metric: Metric::Accuracy,
-            head_view: Default::default(),
-            logit_layer: None,
+            view: Default::default(),
             excluded_seeds: Default::default(),
             figures_rect: None,
-            #[cfg(not(target_arch = "wasm32"))]
             export_scale: 2.0,
             #[cfg(not(target_arch = "wasm32"))]
             export_dir: "figures".into(),
@@ -94,8 +88,12 @@ impl Default for ViewerApp {
             #[cfg(not(target_arch = "wasm32"))]
             open_path: String::new(),
             #[cfg(not(target_arch = "wasm32"))]
-            last_poll_secs: -1.0,
+            waker: Default::default(),
+            #[cfg(not(target_arch = "wasm32"))]
+            dialog: None,
             pending_view: None,
+            #[cfg(target_arch = "wasm32")]
+            web_buttons: Default::default(),
         }
     }
 }
@@ -113,19 +111,82 @@ impl ViewerApp {
         app
     }
 
-    /// Opens a folder and watches it (native).
+    /// Opens a folder and watches it (native): files that a run creates or changes later are read
+    /// as the operating system reports them ([`Self::apply_watched_changes`]).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open_folder(&mut self, path: &std::path::Path) {
         self.index = ResultsIndex::default();
         self.source = path.display().to_string();
         self.open_path = self.source.clone();
-        let mut w = crate::source::DirWatcher::new(path);
-        match w.poll() {
-            Ok(files) => {
-                self.load_files(&path.display().to_string(), files, false);
-                self.watcher = Some(w);
+        let waker = self.waker.clone();
+        let wake = move || {
+            if let Ok(Some(ctx)) = waker.lock().as_deref() {
+                ctx.request_repaint();
             }
+        };
+        // watch first, then read: nothing written in between is missed
+        let watcher = crate::source::DirWatcher::new(path, wake);
+        match crate::source::read_folder(path) {
+            Ok(files) => self.load_files(&path.display().to_string(), files, false),
             Err(e) => self.status = e,
+        }
+        match watcher {
+            Ok(w) => self.watcher = Some(w),
+            Err(e) => {
+                self.watcher = None;
+                self.status = format!("{} (not watched: {e})", self.status);
+            }
+        }
+    }
+
+    /// Reads the files the watched folder reported since the last call; returns how many.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn apply_watched_changes(&mut self) -> usize {
+        let Some(w) = &mut self.watcher else { return 0 };
+        let label = w.root().display().to_string();
+        let (files, errors) = w.changes();
+        let n = files.len();
+        if n > 0 {
+            self.load_files(&label, files, false);
+        }
+        if let Some(e) = errors.last() {
+            self.status = e.clone();
+        }
+        n
+    }
+
+    /// Opens a `.zip` bundle of a results root (native).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open_zip(&mut self, path: &std::path::Path) {
+        self.watcher = None;
+        let read = std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| crate::source::from_zip(&b));
+        match read {
+            Ok(files) => self.load_files(&path.display().to_string(), files, true),
+            Err(e) => self.status = format!("{}: {e}", path.display()),
+        }
+    }
+
+    /// The folder or zip dialog, while one is open; opens what was picked.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn show_dialog(&mut self, ctx: &egui::Context) {
+        let Some(dialog) = &mut self.dialog else {
+            return;
+        };
+        if !dialog.show(ctx).selected() {
+            if !dialog.visible() {
+                self.dialog = None;
+            }
+            return;
+        }
+        let folder = dialog.dialog_type() == egui_file::DialogType::SelectFolder;
+        let picked = dialog.path().map(std::path::Path::to_path_buf);
+        self.dialog = None;
+        match picked {
+            Some(p) if folder => self.open_folder(&p),
+            Some(p) => self.open_zip(&p),
+            None => {}
         }
     }
 
@@ -159,6 +220,13 @@ impl ViewerApp {
             self.tab = tab;
             self.pending_view = None;
         }
+    }
+
+    /// The centre of a button as last drawn, in points (browser: "Open .zip / files…", "SVG",
+    /// "PNG"), for browser tests that click it.
+    #[cfg(target_arch = "wasm32")]
+    pub fn button_center(&self, label: &str) -> Option<egui::Pos2> {
+        self.web_buttons.get(label).map(|r| r.center())
     }
 
     /// The status line (what was opened, counts, the last error).
@@ -286,164 +354,21 @@ impl ViewerApp {
         }
     }
 
-    #[cfg(not(target_arch = "wasm32"))]
-    fn poll_watcher(&mut self, ctx: &egui::Context) {
-        let now = ctx.input(|i| i.time);
-        if self.watcher.is_none() || now - self.last_poll_secs < 2.0 {
-            if self.watcher.is_some() {
-                ctx.request_repaint_after(std::time::Duration::from_secs(2));
-            }
-            return;
-        }
-        self.last_poll_secs = now;
-        let Some(w) = &mut self.watcher else { return };
-        let label = w.root().display().to_string();
-        match w.poll() {
-            Ok(files) if !files.is_empty() => self.load_files(&label, files, false),
-            Ok(_) => {}
-            Err(e) => self.status = e,
-        }
-        ctx.request_repaint_after(std::time::Duration::from_secs(2));
-    }
-
-    fn benches_of(&self, r: &ExperimentResult) -> Vec<String> {
-        let scores: Vec<&shared::aggregate::Scores> = match r {
-            ExperimentResult::Layers(r) => r
-                .points
-                .iter()
-                .map(|p| &p.variant.scores)
-                .chain(r.baselines.iter().map(|v| &v.scores))
-                .collect(),
-            ExperimentResult::Magnitude(r) => r.points.iter().map(|p| &p.variant.scores).collect(),
-            ExperimentResult::PairLayers(r) => r.pairs.iter().map(|p| &p.variant.scores).collect(),
-            ExperimentResult::HeadPatching(r) => {
-                r.points.iter().map(|p| &p.variant.scores).collect()
-            }
-            ExperimentResult::Exchange(r) => r.cells.iter().map(|c| &c.variant.scores).collect(),
-            _ => vec![],
-        };
-        let set: std::collections::BTreeSet<String> =
-            scores.iter().flat_map(|s| s.keys().cloned()).collect();
-        std::iter::once(AVERAGE.to_owned()).chain(set).collect()
-    }
-
     /// The figures and export data of the current view.
     pub fn current(&self) -> Option<figures::Prepared> {
-        let to_json = |v: &dyn erased::Json| v.json();
         match &self.tab {
             Tab::Table => {
-                if self.index.summaries.is_empty() {
-                    return None;
-                }
                 let opts = accuracy_table::Options {
                     excluded_seeds: self.excluded_seeds.clone(),
                     ..self.table.clone()
                 };
-                let d = accuracy_table::prepare(&self.index, &opts);
-                Some(figures::Prepared {
-                    id: "accuracy-table".into(),
-                    figures: accuracy_table::figures(&d),
-                    csv: accuracy_table::csvs(&d),
-                    json: to_json(&d),
-                })
+                figures::prepare_table(&self.index, &opts)
             }
-            Tab::Training => {
-                if self.index.training_runs.is_empty() {
-                    return None;
-                }
-                let d = training_curves::prepare(&self.index, &self.training);
-                Some(figures::Prepared {
-                    id: "training-curves".into(),
-                    figures: training_curves::figures(&d),
-                    csv: vec![(String::new(), training_curves::csv(&d))],
-                    json: to_json(&d),
-                })
-            }
+            Tab::Training => figures::prepare_training(&self.index, &self.training),
             Tab::Experiment(path) => {
-                let r = &figures::without_seeds(
-                    self.index.experiments.get(path)?,
-                    &self.excluded_seeds,
-                );
-                let id = path.trim_end_matches(".json").replace('/', "_");
-                let (bench, metric) = (self.bench.clone(), self.metric);
-                Some(match r {
-                    ExperimentResult::Layers(r) => {
-                        let d = layers::prepare(r, &layers::Options { bench, metric });
-                        figures::Prepared {
-                            id,
-                            figures: layers::figures(&d),
-                            csv: vec![(String::new(), figures::curves::csv(&d))],
-                            json: to_json(&d),
-                        }
-                    }
-                    ExperimentResult::Magnitude(r) => {
-                        let d = magnitude::prepare(r, &magnitude::Options { bench, metric });
-                        figures::Prepared {
-                            id,
-                            figures: magnitude::figures(&d),
-                            csv: vec![(String::new(), figures::curves::csv(&d))],
-                            json: to_json(&d),
-                        }
-                    }
-                    ExperimentResult::PairLayers(r) => {
-                        let d = pair_layers::prepare(r, &pair_layers::Options { bench, metric });
-                        figures::Prepared {
-                            id,
-                            figures: pair_layers::figures(&d),
-                            csv: vec![(String::new(), pair_layers::csv(&d))],
-                            json: to_json(&d),
-                        }
-                    }
-                    ExperimentResult::SeedAlignment(r) => {
-                        let d = seed_alignment::prepare(r);
-                        figures::Prepared {
-                            id,
-                            figures: seed_alignment::figures(&d),
-                            csv: vec![(String::new(), seed_alignment::csv(&d))],
-                            json: to_json(&d),
-                        }
-                    }
-                    ExperimentResult::HeadPatching(r) => {
-                        let d = head_patching::prepare(
-                            r,
-                            &head_patching::Options {
-                                bench,
-                                metric,
-                                view: self.head_view,
-                            },
-                        );
-                        figures::Prepared {
-                            id,
-                            figures: head_patching::figures(&d),
-                            csv: vec![(String::new(), head_patching::csv(&d))],
-                            json: to_json(&d),
-                        }
-                    }
-                    ExperimentResult::Exchange(r) => {
-                        let d = exchange::prepare(r, &exchange::Options { bench, metric });
-                        figures::Prepared {
-                            id,
-                            figures: exchange::figures(&d),
-                            csv: vec![(String::new(), exchange::csv(&d))],
-                            json: to_json(&d),
-                        }
-                    }
-                    ExperimentResult::LogitLens(r) => {
-                        let d = logit_lens::prepare(
-                            r,
-                            &logit_lens::Options {
-                                layer: self.logit_layer,
-                                ..Default::default()
-                            },
-                        );
-                        figures::Prepared {
-                            id,
-                            figures: logit_lens::figures(&d),
-                            csv: vec![(String::new(), logit_lens::csv(&d))],
-                            json: to_json(&d),
-                        }
-                    }
-                })
+                let r =
+                    figures::without_seeds(self.index.experiments.get(path)?, &self.excluded_seeds);
+                Some(figures::prepare_experiment(path, &r, &self.view))
             }
         }
     }
@@ -463,16 +388,46 @@ impl ViewerApp {
                 let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 if ui.button("Open").clicked() || enter {
                     let p = std::path::PathBuf::from(self.open_path.trim());
-                    self.open_folder(&p);
+                    if p.extension().is_some_and(|e| e == "zip") {
+                        self.open_zip(&p);
+                    } else {
+                        self.open_folder(&p);
+                    }
+                }
+                let start = std::path::PathBuf::from(self.open_path.trim());
+                let start = start.is_dir().then_some(start);
+                if ui.button("Browse folder…").clicked() {
+                    let mut d =
+                        egui_file::FileDialog::select_folder().title("Choose a results folder");
+                    if let Some(p) = &start {
+                        d = d.initial_path(p);
+                    }
+                    d.open();
+                    self.dialog = Some(d);
+                }
+                if ui.button("Open .zip…").clicked() {
+                    let mut d = egui_file::FileDialog::open_file()
+                        .title("Choose a results .zip")
+                        .show_files_filter(Box::new(|p: &std::path::Path| {
+                            p.extension().is_some_and(|e| e == "zip")
+                        }));
+                    if let Some(p) = start {
+                        d = d.initial_path(p);
+                    }
+                    d.open();
+                    self.dialog = Some(d);
                 }
             }
             #[cfg(target_arch = "wasm32")]
             {
                 if ui.button("Open folder…").clicked() {
-                    crate::web::pick_files(self.inbox.clone(), true);
+                    crate::web::pick_files(self.inbox.clone(), true, ui.ctx().clone());
                 }
-                if ui.button("Open .zip / files…").clicked() {
-                    crate::web::pick_files(self.inbox.clone(), false);
+                let zip = ui.button("Open .zip / files…");
+                self.web_buttons
+                    .insert("Open .zip / files…".into(), zip.rect);
+                if zip.clicked() {
+                    crate::web::pick_files(self.inbox.clone(), false, ui.ctx().clone());
                 }
             }
             if ui
@@ -683,7 +638,7 @@ impl ViewerApp {
                 temps.dedup();
                 let seeds = self.index.summaries.values().map(|s| s.seed).collect();
                 self.seed_toggles(ui, seeds);
-                egui::ComboBox::from_id_salt("table-temp")
+                egui::ComboBox::new("table-temp", "temperature")
                     .selected_text(
                         self.table
                             .temperature
@@ -733,16 +688,17 @@ impl ViewerApp {
                 match &r {
                     ExperimentResult::SeedAlignment(_) => {}
                     ExperimentResult::LogitLens(l) => {
-                        egui::ComboBox::from_id_salt("logit-layer")
+                        egui::ComboBox::new("logit-layer", "layer")
                             .selected_text(
-                                self.logit_layer
+                                self.view
+                                    .logit_layer
                                     .map_or("all layers".into(), |l| format!("layer {l}")),
                             )
                             .show_ui(ui, |ui| {
-                                ui.selectable_value(&mut self.logit_layer, None, "all layers");
+                                ui.selectable_value(&mut self.view.logit_layer, None, "all layers");
                                 for layer in l.layers.iter().map(|x| x.layer) {
                                     ui.selectable_value(
-                                        &mut self.logit_layer,
+                                        &mut self.view.logit_layer,
                                         Some(layer),
                                         format!("layer {layer}"),
                                     );
@@ -750,33 +706,34 @@ impl ViewerApp {
                             });
                     }
                     _ => {
-                        let benches = self.benches_of(&r);
-                        if !benches.contains(&self.bench) {
-                            self.bench = AVERAGE.into();
+                        let benches = figures::benches_of(&r);
+                        let choice = &mut self.view.bench;
+                        if !benches.contains(&choice.bench) {
+                            choice.bench = AVERAGE.into();
                         }
-                        egui::ComboBox::from_id_salt("bench")
-                            .selected_text(shared::benchmarks::display_name(&self.bench))
+                        egui::ComboBox::new("bench", "benchmark")
+                            .selected_text(shared::benchmarks::display_name(&choice.bench))
                             .show_ui(ui, |ui| {
                                 for b in benches {
                                     let name = shared::benchmarks::display_name(&b);
-                                    ui.selectable_value(&mut self.bench, b, name);
+                                    ui.selectable_value(&mut choice.bench, b, name);
                                 }
                             });
-                        metric_combo(ui, "exp-metric", &mut self.metric);
+                        metric_combo(ui, "exp-metric", &mut choice.metric);
                         self.seed_toggles(ui, figures::seeds_of(&r));
                         if matches!(r, ExperimentResult::HeadPatching(_)) {
                             ui.selectable_value(
-                                &mut self.head_view,
+                                &mut self.view.head_view,
                                 head_patching::View::PerProjType,
                                 "per projection type",
                             );
                             ui.selectable_value(
-                                &mut self.head_view,
+                                &mut self.view.head_view,
                                 head_patching::View::Combined { inverse: false },
                                 "combined q/k/v",
                             );
                             ui.selectable_value(
-                                &mut self.head_view,
+                                &mut self.view.head_view,
                                 head_patching::View::Combined { inverse: true },
                                 "combined inverse",
                             );
@@ -876,7 +833,39 @@ impl ViewerApp {
                         "application/json",
                     );
                 }
-                ui.label("(PNG/SVG files at any scale: the desktop viewer or `viewer export`)");
+                ui.add(egui::Slider::new(&mut self.export_scale, 1.0..=4.0).text("PNG scale"));
+                let svg = ui
+                    .button("SVG")
+                    .on_hover_text("every figure of the view as SVG");
+                let png = ui
+                    .button("PNG")
+                    .on_hover_text("every figure of the view as PNG");
+                self.web_buttons.insert("SVG".into(), svg.rect);
+                self.web_buttons.insert("PNG".into(), png.rect);
+                if svg.clicked() || png.clicked() {
+                    let mut failed = Vec::new();
+                    for fig in &prepared.figures {
+                        let stem = prepared.figure_stem(fig);
+                        match crate::draw_plotters::to_svg(fig, 1.0) {
+                            Ok(text) if svg.clicked() => crate::web::download(
+                                &format!("{stem}.svg"),
+                                text.as_bytes(),
+                                "image/svg+xml",
+                            ),
+                            Ok(text) => crate::web::download_png(
+                                &text,
+                                &format!("{stem}.png"),
+                                f64::from(self.export_scale),
+                            ),
+                            Err(e) => failed.push(format!("{stem}: {e}")),
+                        }
+                    }
+                    self.status = if failed.is_empty() {
+                        format!("downloaded {} figure(s)", prepared.figures.len())
+                    } else {
+                        format!("could not draw {}", failed.join("; "))
+                    };
+                }
             }
         });
     }
@@ -895,27 +884,13 @@ fn expand(name: &str, bytes: Vec<u8>) -> Result<Files, String> {
 }
 
 fn metric_combo(ui: &mut egui::Ui, id: &str, metric: &mut Metric) {
-    egui::ComboBox::from_id_salt(id)
+    egui::ComboBox::new(id, "metric")
         .selected_text(metric.label())
         .show_ui(ui, |ui| {
             for m in Metric::ALL {
                 ui.selectable_value(metric, m, m.label());
             }
         });
-}
-
-/// Serialises prepared data without naming its type at the call site.
-mod erased {
-    /// Anything serialisable as pretty JSON.
-    pub trait Json {
-        /// The JSON text.
-        fn json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> String {
-            serde_json::to_string_pretty(self).unwrap_or_default()
-        }
-    }
 }
 
 /// Draws the figures of a prepared view (used by the app and by tests).
@@ -931,7 +906,14 @@ impl eframe::App for ViewerApp {
         self.drain_inbox();
         self.handle_dropped(ctx);
         #[cfg(not(target_arch = "wasm32"))]
-        self.poll_watcher(ctx);
+        {
+            if let Ok(mut waker) = self.waker.lock()
+                && waker.is_none()
+            {
+                *waker = Some(ctx.clone());
+            }
+            self.apply_watched_changes();
+        }
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
@@ -948,6 +930,8 @@ impl ViewerApp {
     /// Draws the whole app into `ui` (also used by tests without eframe).
     pub fn ui_body(&mut self, ui: &mut egui::Ui) {
         self.drain_inbox();
+        #[cfg(not(target_arch = "wasm32"))]
+        self.show_dialog(&ui.ctx().clone());
         egui::Panel::top("top").show(ui, |ui| self.top_bar(ui));
         egui::Panel::left("browser")
             .resizable(true)

@@ -380,6 +380,32 @@ impl HeatmapPanel {
     }
 }
 
+/// Cell texts of a grid: each value with `decimals` decimals, empty where there is none.
+pub fn cell_texts(values: &[Vec<Option<f64>>], decimals: usize) -> Vec<Vec<String>> {
+    values
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|v| v.map(|v| format!("{v:.decimals$}")).unwrap_or_default())
+                .collect()
+        })
+        .collect()
+}
+
+/// The drawable points of a line: those with a finite y, with x multiplied by `x_sign` (−1 draws
+/// an inverted x axis) and y mapped by `map_y` (the twin axis).
+pub fn line_points(
+    points: &[(f64, f64)],
+    x_sign: f64,
+    map_y: impl Fn(f64) -> f64,
+) -> Vec<(f64, f64)> {
+    points
+        .iter()
+        .filter(|p| p.1.is_finite())
+        .map(|&(x, y)| (x_sign * x, map_y(y)))
+        .collect()
+}
+
 /// A table panel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TablePanel {
@@ -444,6 +470,244 @@ pub fn heatmap_layout(h: &HeatmapPanel, w: f64, ht: f64) -> HeatmapLayout {
 /// Number of colour steps in a colour bar.
 pub const COLORBAR_STEPS: usize = 32;
 
+impl HeatmapLayout {
+    /// The cell (row, col) under a point of the panel, if any.
+    pub fn cell_at(&self, h: &HeatmapPanel, x: f64, y: f64) -> Option<(usize, usize)> {
+        let (c, r) = ((x - self.x0) / self.cell_w, (y - self.y0) / self.cell_h);
+        let (r, c) = (r.floor(), c.floor());
+        let rows = h.values.len();
+        let cols = h.values.get(r.max(0.0) as usize).map_or(0, Vec::len);
+        (r >= 0.0 && c >= 0.0 && (r as usize) < rows && (c as usize) < cols)
+            .then_some((r as usize, c as usize))
+    }
+}
+
+/// Where a text's anchor point lies along the text (horizontal before any rotation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HAlign {
+    /// The text starts at the anchor.
+    Left,
+    /// The text is centred on the anchor.
+    Center,
+    /// The text ends at the anchor.
+    Right,
+}
+
+/// Where a text's anchor point lies across the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VAlign {
+    /// The anchor is at the top of the text.
+    Top,
+    /// The anchor is in the middle of the text.
+    Center,
+    /// The anchor is at the bottom of the text.
+    Bottom,
+}
+
+/// One thing a painter draws, in panel coordinates (unscaled pixels, y down). Both the screen
+/// ([`crate::draw_egui`]) and files ([`crate::draw_plotters`]) paint the same list.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shape {
+    /// A filled axis-aligned rectangle.
+    Rect {
+        /// Top-left corner.
+        min: (f64, f64),
+        /// Bottom-right corner.
+        max: (f64, f64),
+        /// Fill colour.
+        color: Rgb,
+    },
+    /// A straight stroke.
+    Segment {
+        /// Start.
+        from: (f64, f64),
+        /// End.
+        to: (f64, f64),
+        /// Stroke width.
+        width: f64,
+        /// Stroke colour.
+        color: Rgb,
+    },
+    /// A single line of text.
+    Text {
+        /// The text.
+        text: String,
+        /// The anchor point.
+        at: (f64, f64),
+        /// Font size in pixels.
+        size: f64,
+        /// Colour; `None` is the foreground colour of the surface (black on paper).
+        color: Option<Rgb>,
+        /// Anchor along the text.
+        h: HAlign,
+        /// Anchor across the text.
+        v: VAlign,
+        /// Rotated a quarter turn counter-clockwise (reads bottom to top).
+        vertical: bool,
+    },
+}
+
+fn text(
+    text: impl Into<String>,
+    at: (f64, f64),
+    size: f64,
+    color: Option<Rgb>,
+    (h, v): (HAlign, VAlign),
+    vertical: bool,
+) -> Shape {
+    Shape::Text {
+        text: text.into(),
+        at,
+        size,
+        color,
+        h,
+        v,
+        vertical,
+    }
+}
+
+/// Everything a heatmap panel of `w × ht` draws, in painting order: title, cells with their
+/// text, X markers (a white stroke under a black one, reference §6.5), tick labels, axis labels,
+/// colour bar.
+pub fn heatmap_shapes(h: &HeatmapPanel, w: f64, ht: f64) -> Vec<Shape> {
+    use HAlign as H;
+    use VAlign as V;
+    let l = heatmap_layout(h, w, ht);
+    let mut out = Vec::new();
+    if !h.title.is_empty() {
+        out.push(text(
+            &h.title,
+            (w / 2.0, 15.0),
+            14.0,
+            None,
+            (H::Center, V::Center),
+            false,
+        ));
+    }
+    let (vmin, vmax) = h.range;
+    for (r, row) in h.values.iter().enumerate() {
+        for (col, v) in row.iter().enumerate() {
+            let Some(v) = v else { continue };
+            let (x, y) = (l.x0 + l.cell_w * col as f64, l.y0 + l.cell_h * r as f64);
+            let color = h.colormap.color(*v, vmin, vmax);
+            out.push(Shape::Rect {
+                min: (x, y),
+                max: (x + l.cell_w, y + l.cell_h),
+                color,
+            });
+            let cell = h.cell_text.get(r).and_then(|t| t.get(col));
+            let lines: Vec<&str> = cell.map(|t| t.lines().collect()).unwrap_or_default();
+            let longest = lines.iter().map(|t| t.len()).max().unwrap_or(1) as f64;
+            let size = (l.cell_h * 0.32)
+                .clamp(6.0, 12.0)
+                .min(l.cell_w / (longest * 0.55));
+            for (k, line) in lines.iter().enumerate() {
+                let dy = (k as f64 - (lines.len() as f64 - 1.0) / 2.0) * size * 1.1;
+                out.push(text(
+                    *line,
+                    (x + l.cell_w / 2.0, y + l.cell_h / 2.0 + dy),
+                    size,
+                    Some(Colormap::text_on(color)),
+                    (H::Center, V::Center),
+                    false,
+                ));
+            }
+        }
+    }
+    for &(r, col) in &h.markers {
+        let cx = l.x0 + l.cell_w * (col as f64 + 0.5);
+        let cy = l.y0 + l.cell_h * (r as f64 + 0.5);
+        let d = l.cell_w.min(l.cell_h) * 0.25;
+        for (width, color) in [(4.0, crate::theme::WHITE), (2.0, crate::theme::BLACK)] {
+            for (from, to) in [
+                ((cx - d, cy - d), (cx + d, cy + d)),
+                ((cx - d, cy + d), (cx + d, cy - d)),
+            ] {
+                out.push(Shape::Segment {
+                    from,
+                    to,
+                    width,
+                    color,
+                });
+            }
+        }
+    }
+    let every = h.tick_every.max(1);
+    for (r, label) in h.row_labels.iter().enumerate().step_by(every) {
+        let at = (l.x0 - 4.0, l.y0 + l.cell_h * (r as f64 + 0.5));
+        out.push(text(label, at, 11.0, None, (H::Right, V::Center), false));
+    }
+    let bottom = l.y0 + l.cell_h * h.values.len() as f64;
+    let rotate = h.col_labels.iter().any(|c| c.chars().count() > 3);
+    for (col, label) in h.col_labels.iter().enumerate().step_by(every) {
+        let x = l.x0 + l.cell_w * (col as f64 + 0.5);
+        out.push(if rotate {
+            let y = bottom + 4.0 + label.chars().count() as f64 * 5.5;
+            text(label, (x, y), 11.0, None, (H::Left, V::Center), true)
+        } else {
+            text(
+                label,
+                (x, bottom + 4.0),
+                11.0,
+                None,
+                (H::Center, V::Top),
+                false,
+            )
+        });
+    }
+    let centre_x = l.x0 + l.cell_w * h.col_labels.len() as f64 / 2.0;
+    out.push(text(
+        &h.x_label,
+        (centre_x, ht - 10.0),
+        13.0,
+        None,
+        (H::Center, V::Center),
+        false,
+    ));
+    let centre_y = l.y0 + l.cell_h * h.values.len() as f64 / 2.0;
+    out.push(text(
+        &h.y_label,
+        (10.0, centre_y),
+        13.0,
+        None,
+        (H::Center, V::Center),
+        true,
+    ));
+    if !h.colorbar_label.is_empty() {
+        let step = (bottom - l.y0) / COLORBAR_STEPS as f64;
+        for k in 0..COLORBAR_STEPS {
+            let t = 1.0 - (k as f64 + 0.5) / COLORBAR_STEPS as f64;
+            let y = l.y0 + step * k as f64;
+            out.push(Shape::Rect {
+                min: (l.bar_x, y),
+                max: (l.bar_x + 12.0, y + step + 0.5),
+                color: h.colormap.color(vmin + (vmax - vmin) * t, vmin, vmax),
+            });
+        }
+        for (v, y) in [(vmax, l.y0), (vmin, bottom)] {
+            let at = (l.bar_x + 15.0, y);
+            out.push(text(
+                fmt_num(v),
+                at,
+                10.0,
+                None,
+                (H::Left, V::Center),
+                false,
+            ));
+        }
+        let at = (l.bar_x + 55.0, (l.y0 + bottom) / 2.0);
+        out.push(text(
+            &h.colorbar_label,
+            at,
+            11.0,
+            None,
+            (H::Center, V::Center),
+            true,
+        ));
+    }
+    out
+}
+
 /// A compact number format for axis ticks.
 pub fn fmt_num(v: f64) -> String {
     let a = v.abs();
@@ -462,5 +726,65 @@ pub fn fmt_num(v: f64) -> String {
         } else {
             s
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid() -> HeatmapPanel {
+        let values = vec![vec![Some(0.0), None], vec![Some(0.5), Some(1.0)]];
+        HeatmapPanel {
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            row_labels: vec!["0".into(), "1".into()],
+            col_labels: vec!["0".into(), "1".into()],
+            cell_text: cell_texts(&values, 1),
+            values,
+            colormap: Colormap::Viridis,
+            range: (0.0, 1.0),
+            markers: vec![(1, 1)],
+            colorbar_label: "mean".into(),
+            tick_every: 1,
+        }
+    }
+
+    #[test]
+    fn heatmap_shapes_have_a_rect_per_filled_cell_and_step_and_four_strokes_per_x() {
+        let shapes = heatmap_shapes(&grid(), 300.0, 300.0);
+        let rects = shapes
+            .iter()
+            .filter(|s| matches!(s, Shape::Rect { .. }))
+            .count();
+        assert_eq!(rects, 3 + COLORBAR_STEPS);
+        let strokes = shapes
+            .iter()
+            .filter(|s| matches!(s, Shape::Segment { .. }))
+            .count();
+        assert_eq!(strokes, 4);
+        let texts: Vec<&str> = shapes
+            .iter()
+            .filter_map(|s| match s {
+                Shape::Text { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        // title, 3 cell values, 2 + 2 tick labels, 2 axis labels, colour-bar min, max and label
+        assert_eq!(texts.len(), 1 + 3 + 4 + 2 + 3);
+        assert!(texts.contains(&"0.5") && !texts.contains(&""));
+    }
+
+    #[test]
+    fn the_cell_under_a_point_is_found_and_points_outside_the_grid_have_none() {
+        let h = grid();
+        let l = heatmap_layout(&h, 300.0, 300.0);
+        let centre = |r: f64, c: f64| (l.x0 + l.cell_w * (c + 0.5), l.y0 + l.cell_h * (r + 0.5));
+        let (x, y) = centre(1.0, 0.0);
+        assert_eq!(l.cell_at(&h, x, y), Some((1, 0)));
+        assert_eq!(l.cell_at(&h, l.x0 - 1.0, y), None);
+        let (x, y) = centre(2.0, 0.0);
+        assert_eq!(l.cell_at(&h, x, y), None);
     }
 }

@@ -1,17 +1,17 @@
 //! Draws a [`Figure`] on screen: plot panels with egui_plot (pan, zoom, hover values, a legend
 //! whose entries toggle series), heatmaps and tables with egui's painter and grid.
 
-use egui::{Color32, Pos2, Rect, Sense, Stroke, Vec2};
+use egui::{Color32, FontId, Pos2, Rect, Sense, Stroke, Vec2};
 use egui_plot::{
     AxisHints, Bar as PBar, BarChart, FilledArea, HLine, HPlacement, Legend, Line, LineStyle,
     MarkerShape, Plot, PlotPoints, Points, Polygon,
 };
 
 use crate::chart::{
-    Axis, Figure, HeatmapPanel, Marker, Panel, PlotPanel, SeriesKind, TablePanel, fmt_num,
-    heatmap_layout,
+    Axis, Figure, HAlign, HeatmapPanel, Marker, Panel, PlotPanel, SeriesKind, Shape, TablePanel,
+    VAlign, fmt_num, heatmap_layout, heatmap_shapes, line_points,
 };
-use crate::theme::{Colormap, Rgb};
+use crate::theme::Rgb;
 
 fn col(rgb: Rgb) -> Color32 {
     rgb.to_egui()
@@ -161,10 +161,9 @@ fn plot(ui: &mut egui::Ui, p: &PlotPanel, id: &str, w: f32, h: f32) {
                     marker,
                     width,
                 } => {
-                    let pts: Vec<[f64; 2]> = points
-                        .iter()
-                        .filter(|p| p.1.is_finite())
-                        .map(|(x, y)| [*x, map_y(*y)])
+                    let pts: Vec<[f64; 2]> = line_points(points, 1.0, map_y)
+                        .into_iter()
+                        .map(|(x, y)| [x, y])
                         .collect();
                     let style = if *dashed {
                         LineStyle::dashed_loose()
@@ -274,153 +273,65 @@ fn plot(ui: &mut egui::Ui, p: &PlotPanel, id: &str, w: f32, h: f32) {
 fn heatmap(ui: &mut egui::Ui, h: &HeatmapPanel, w: f32, ht: f32) {
     let (response, painter) = ui.allocate_painter(Vec2::new(w, ht), Sense::hover());
     let origin = response.rect.min;
-    let l = heatmap_layout(h, f64::from(w), f64::from(ht));
-    let at = |x: f64, y: f64| Pos2::new(origin.x + x as f32, origin.y + y as f32);
-    let text_color = ui.visuals().text_color();
+    let at = |(x, y): (f64, f64)| Pos2::new(origin.x + x as f32, origin.y + y as f32);
+    let foreground = ui.visuals().text_color();
     painter.rect_filled(response.rect, 0.0, ui.visuals().extreme_bg_color);
-    if !h.title.is_empty() {
-        painter.text(
-            at(f64::from(w) / 2.0, 15.0),
-            egui::Align2::CENTER_CENTER,
-            &h.title,
-            egui::FontId::proportional(14.0),
-            text_color,
-        );
-    }
-    let (vmin, vmax) = h.range;
-    let mut hovered = None;
-    for (r, row) in h.values.iter().enumerate() {
-        for (c, v) in row.iter().enumerate() {
-            let rect = Rect::from_min_max(
-                at(l.x0 + l.cell_w * c as f64, l.y0 + l.cell_h * r as f64),
-                at(
-                    l.x0 + l.cell_w * (c + 1) as f64,
-                    l.y0 + l.cell_h * (r + 1) as f64,
-                ),
-            );
-            if response.hover_pos().is_some_and(|p| rect.contains(p)) {
-                hovered = Some((r, c, *v));
+    for shape in heatmap_shapes(h, f64::from(w), f64::from(ht)) {
+        match shape {
+            Shape::Rect { min, max, color } => {
+                painter.rect_filled(Rect::from_min_max(at(min), at(max)), 0.0, col(color));
             }
-            let Some(v) = v else { continue };
-            let color = h.colormap.color(*v, vmin, vmax);
-            painter.rect_filled(rect, 0.0, col(color));
-            let text = h
-                .cell_text
-                .get(r)
-                .and_then(|t| t.get(c))
-                .cloned()
-                .unwrap_or_default();
-            if !text.is_empty() && l.cell_h > 14.0 {
-                let size = ((l.cell_h * 0.32).clamp(6.0, 12.0)) as f32;
-                painter.text(
-                    rect.center(),
-                    egui::Align2::CENTER_CENTER,
-                    text,
-                    egui::FontId::proportional(size),
-                    col(Colormap::text_on(color)),
-                );
+            Shape::Segment {
+                from,
+                to,
+                width,
+                color,
+            } => {
+                painter.line_segment([at(from), at(to)], Stroke::new(width as f32, col(color)));
+            }
+            Shape::Text {
+                text,
+                at: pos,
+                size,
+                color,
+                h: along,
+                v: across,
+                vertical,
+            } => {
+                let color = color.map_or(foreground, col);
+                let galley = painter.layout_no_wrap(text, FontId::proportional(size as f32), color);
+                let (tw, th) = (galley.size().x, galley.size().y);
+                let along = match along {
+                    HAlign::Left => 0.0,
+                    HAlign::Center => 0.5,
+                    HAlign::Right => 1.0,
+                };
+                let across = match across {
+                    VAlign::Top => 0.0,
+                    VAlign::Center => 0.5,
+                    VAlign::Bottom => 1.0,
+                };
+                let anchor = at(pos);
+                // the galley's top-left corner; a vertical text is turned about that corner
+                let (corner, angle) = if vertical {
+                    let c = anchor + Vec2::new(-across * th, along * tw);
+                    (c, -std::f32::consts::FRAC_PI_2)
+                } else {
+                    (anchor - Vec2::new(along * tw, across * th), 0.0)
+                };
+                painter.add(egui::epaint::TextShape::new(corner, galley, color).with_angle(angle));
             }
         }
     }
-    for &(r, c) in &h.markers {
-        let center = at(
-            l.x0 + l.cell_w * (c as f64 + 0.5),
-            l.y0 + l.cell_h * (r as f64 + 0.5),
-        );
-        let d = (l.cell_w.min(l.cell_h) * 0.25) as f32;
-        for (width, color) in [(4.0, Color32::WHITE), (2.0, Color32::BLACK)] {
-            let st = Stroke::new(width, color);
-            painter.line_segment([center + Vec2::new(-d, -d), center + Vec2::new(d, d)], st);
-            painter.line_segment([center + Vec2::new(-d, d), center + Vec2::new(d, -d)], st);
-        }
-    }
-    let every = h.tick_every.max(1);
-    let font = egui::FontId::proportional(11.0);
-    for (r, label) in h
-        .row_labels
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % every == 0)
-    {
-        painter.text(
-            at(l.x0 - 4.0, l.y0 + l.cell_h * (r as f64 + 0.5)),
-            egui::Align2::RIGHT_CENTER,
-            label,
-            font.clone(),
-            text_color,
-        );
-    }
-    let bottom = l.y0 + l.cell_h * h.values.len() as f64;
-    for (c, label) in h
-        .col_labels
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % every == 0)
-    {
-        painter.text(
-            at(l.x0 + l.cell_w * (c as f64 + 0.5), bottom + 4.0),
-            egui::Align2::CENTER_TOP,
-            label,
-            font.clone(),
-            text_color,
-        );
-    }
-    painter.text(
-        at(
-            l.x0 + l.cell_w * h.col_labels.len() as f64 / 2.0,
-            f64::from(ht) - 10.0,
-        ),
-        egui::Align2::CENTER_CENTER,
-        &h.x_label,
-        egui::FontId::proportional(13.0),
-        text_color,
-    );
-    painter.text(
-        at(4.0, l.y0 - 8.0),
-        egui::Align2::LEFT_BOTTOM,
-        &h.y_label,
-        egui::FontId::proportional(13.0),
-        text_color,
-    );
-    if !h.colorbar_label.is_empty() {
-        let steps = crate::chart::COLORBAR_STEPS;
-        let step = (bottom - l.y0) / steps as f64;
-        for k in 0..steps {
-            let t = 1.0 - (k as f64 + 0.5) / steps as f64;
-            let v = vmin + (vmax - vmin) * t;
-            let y = l.y0 + step * k as f64;
-            painter.rect_filled(
-                Rect::from_min_max(at(l.bar_x, y), at(l.bar_x + 12.0, y + step + 0.5)),
-                0.0,
-                col(h.colormap.color(v, vmin, vmax)),
-            );
-        }
-        painter.text(
-            at(l.bar_x + 15.0, l.y0),
-            egui::Align2::LEFT_CENTER,
-            fmt_num(vmax),
-            font.clone(),
-            text_color,
-        );
-        painter.text(
-            at(l.bar_x + 15.0, bottom),
-            egui::Align2::LEFT_CENTER,
-            fmt_num(vmin),
-            font.clone(),
-            text_color,
-        );
-        painter.text(
-            at(l.bar_x + 15.0, (l.y0 + bottom) / 2.0),
-            egui::Align2::LEFT_CENTER,
-            &h.colorbar_label,
-            font,
-            text_color,
-        );
-    }
-    if let Some((r, c, v)) = hovered {
+    let layout = heatmap_layout(h, f64::from(w), f64::from(ht));
+    let hovered = response.hover_pos().and_then(|p| {
+        let local = p - origin;
+        layout.cell_at(h, f64::from(local.x), f64::from(local.y))
+    });
+    if let Some((r, c)) = hovered {
         let row = h.row_labels.get(r).cloned().unwrap_or_default();
         let colname = h.col_labels.get(c).cloned().unwrap_or_default();
-        let value = match v {
+        let value = match h.values[r][c] {
             Some(v) => h
                 .cell_text
                 .get(r)

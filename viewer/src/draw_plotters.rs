@@ -1,14 +1,16 @@
-//! Draws a [`Figure`] with plotters into SVG text or PNG bytes (native only: plotters cannot
-//! rasterise text on wasm32). Fonts are embedded (egui's Ubuntu-Light), so output is identical on
-//! every machine and needs no fontconfig, no window and no GPU.
+//! Draws a [`Figure`] with plotters into SVG text (both targets) or PNG bytes (native: plotters
+//! cannot rasterise text on wasm32, where the browser rasterises the SVG instead, see
+//! `web::download_png`). Natively the font is embedded (egui's Ubuntu-Light), so output is
+//! identical on every machine and needs no fontconfig, no window and no GPU; in the browser text is
+//! measured by the browser.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::chart::{
-    Axis, COLORBAR_STEPS, Figure, HeatmapPanel, Marker, Panel, PlotPanel, SeriesKind, TablePanel,
-    fmt_num, heatmap_layout,
+    Axis, Figure, HAlign, HeatmapPanel, Marker, Panel, PlotPanel, SeriesKind, Shape, TablePanel,
+    VAlign, fmt_num, heatmap_shapes, line_points,
 };
 use crate::theme::{self, Rgb};
 
@@ -17,7 +19,9 @@ type Res = Result<(), String>;
 const FONT: &str = "sans-serif";
 
 fn register_fonts() {
+    #[cfg(not(target_arch = "wasm32"))]
     static ONCE: std::sync::Once = std::sync::Once::new();
+    #[cfg(not(target_arch = "wasm32"))]
     ONCE.call_once(|| {
         // The bytes are valid (they ship with egui); an error would only mean no text.
         let _ = plotters::style::register_font(
@@ -50,6 +54,7 @@ pub fn to_svg(fig: &Figure, scale: f64) -> Result<String, String> {
 }
 
 /// Renders the figure as RGB pixels (width, height, bytes).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn to_rgb(fig: &Figure, scale: f64) -> Result<(u32, u32, Vec<u8>), String> {
     register_fonts();
     let (w, h) = scaled(fig.size(), scale);
@@ -63,6 +68,7 @@ pub fn to_rgb(fig: &Figure, scale: f64) -> Result<(u32, u32, Vec<u8>), String> {
 }
 
 /// Renders the figure as PNG bytes.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn to_png(fig: &Figure, scale: f64) -> Result<Vec<u8>, String> {
     let (w, h, rgb) = to_rgb(fig, scale)?;
     let mut out = Vec::new();
@@ -210,11 +216,7 @@ fn draw_plot<DB: DrawingBackend>(p: &PlotPanel, area: &DrawingArea<DB, Shift>, s
                 marker,
                 width,
             } => {
-                let pts: Vec<(f64, f64)> = points
-                    .iter()
-                    .filter(|p| p.1.is_finite())
-                    .map(|(x, y)| (sign * x, *y))
-                    .collect();
+                let pts = line_points(points, sign, |y| y);
                 if let Some(band) = band {
                     let mut poly: Vec<(f64, f64)> =
                         band.iter().map(|(x, lo, _)| (sign * x, *lo)).collect();
@@ -322,152 +324,48 @@ fn draw_heatmap<DB: DrawingBackend>(
     s: f64,
 ) -> Res {
     let (w, ht) = area.dim_in_pixel();
-    let (w, ht) = (f64::from(w) / s, f64::from(ht) / s);
-    let l = heatmap_layout(h, w, ht);
-    let at = |x: f64, y: f64| (px(x, s), px(y, s));
-    if !h.title.is_empty() {
-        area.draw(&Text::new(
-            h.title.clone(),
-            at(w / 2.0, 15.0),
-            font(14.0, s).pos(Pos::new(HPos::Center, VPos::Center)),
-        ))
-        .map_err(err)?;
-    }
-    let (vmin, vmax) = h.range;
-    for (r, row) in h.values.iter().enumerate() {
-        for (col, v) in row.iter().enumerate() {
-            let Some(v) = v else { continue };
-            let x = l.x0 + l.cell_w * col as f64;
-            let y = l.y0 + l.cell_h * r as f64;
-            let color = h.colormap.color(*v, vmin, vmax);
-            area.draw(&Rectangle::new(
-                [at(x, y), at(x + l.cell_w, y + l.cell_h)],
-                c(color).filled(),
-            ))
-            .map_err(err)?;
-            let text = h
-                .cell_text
-                .get(r)
-                .and_then(|t| t.get(col))
-                .cloned()
-                .unwrap_or_default();
-            if !text.is_empty() {
-                let size = (l.cell_h * 0.32).clamp(6.0, 12.0).min(
-                    l.cell_w / (text.lines().map(|t| t.len()).max().unwrap_or(1) as f64 * 0.55),
-                );
-                let lines: Vec<&str> = text.lines().collect();
-                for (k, line) in lines.iter().enumerate() {
-                    let dy = (k as f64 - (lines.len() as f64 - 1.0) / 2.0) * size * 1.1;
-                    area.draw(&Text::new(
-                        (*line).to_owned(),
-                        at(x + l.cell_w / 2.0, y + l.cell_h / 2.0 + dy),
-                        font(size, s)
-                            .color(&c(crate::theme::Colormap::text_on(color)))
-                            .pos(Pos::new(HPos::Center, VPos::Center)),
-                    ))
-                    .map_err(err)?;
+    let at = |(x, y): (f64, f64)| (px(x, s), px(y, s));
+    for shape in heatmap_shapes(h, f64::from(w) / s, f64::from(ht) / s) {
+        match shape {
+            Shape::Rect { min, max, color } => {
+                area.draw(&Rectangle::new([at(min), at(max)], c(color).filled()))
+            }
+            Shape::Segment {
+                from,
+                to,
+                width,
+                color,
+            } => area.draw(&PathElement::new(
+                vec![at(from), at(to)],
+                c(color).stroke_width(px(width, s).max(1) as u32),
+            )),
+            Shape::Text {
+                text,
+                at: pos,
+                size,
+                color,
+                h,
+                v,
+                vertical,
+            } => {
+                let hpos = match h {
+                    HAlign::Left => HPos::Left,
+                    HAlign::Center => HPos::Center,
+                    HAlign::Right => HPos::Right,
+                };
+                let vpos = match v {
+                    VAlign::Top => VPos::Top,
+                    VAlign::Center => VPos::Center,
+                    VAlign::Bottom => VPos::Bottom,
+                };
+                let color = c(color.unwrap_or(theme::BLACK));
+                let mut style = font(size, s).color(&color);
+                if vertical {
+                    style = style.transform(FontTransform::Rotate270);
                 }
+                area.draw(&Text::new(text, at(pos), style.pos(Pos::new(hpos, vpos))))
             }
         }
-    }
-    for &(r, col) in &h.markers {
-        let cx = l.x0 + l.cell_w * (col as f64 + 0.5);
-        let cy = l.y0 + l.cell_h * (r as f64 + 0.5);
-        let d = l.cell_w.min(l.cell_h) * 0.25;
-        for (stroke, color) in [(4.0, WHITE), (2.0, BLACK)] {
-            let st = color.stroke_width(px(stroke, s).max(1) as u32);
-            area.draw(&PathElement::new(
-                vec![at(cx - d, cy - d), at(cx + d, cy + d)],
-                st,
-            ))
-            .map_err(err)?;
-            area.draw(&PathElement::new(
-                vec![at(cx - d, cy + d), at(cx + d, cy - d)],
-                st,
-            ))
-            .map_err(err)?;
-        }
-    }
-    let every = h.tick_every.max(1);
-    for (r, label) in h
-        .row_labels
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % every == 0)
-    {
-        area.draw(&Text::new(
-            label.clone(),
-            at(l.x0 - 4.0, l.y0 + l.cell_h * (r as f64 + 0.5)),
-            font(11.0, s).pos(Pos::new(HPos::Right, VPos::Center)),
-        ))
-        .map_err(err)?;
-    }
-    let bottom = l.y0 + l.cell_h * h.values.len() as f64;
-    let rotate = h.col_labels.iter().any(|c| c.chars().count() > 3);
-    for (col, label) in h
-        .col_labels
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % every == 0)
-    {
-        let x = l.x0 + l.cell_w * (col as f64 + 0.5);
-        let style = if rotate {
-            font(11.0, s)
-                .transform(FontTransform::Rotate270)
-                .pos(Pos::new(HPos::Left, VPos::Center))
-        } else {
-            font(11.0, s).pos(Pos::new(HPos::Center, VPos::Top))
-        };
-        let y = if rotate {
-            bottom + 4.0 + label.chars().count() as f64 * 5.5
-        } else {
-            bottom + 4.0
-        };
-        area.draw(&Text::new(label.clone(), at(x, y), style))
-            .map_err(err)?;
-    }
-    area.draw(&Text::new(
-        h.x_label.clone(),
-        at(l.x0 + l.cell_w * h.col_labels.len() as f64 / 2.0, ht - 10.0),
-        font(13.0, s).pos(Pos::new(HPos::Center, VPos::Center)),
-    ))
-    .map_err(err)?;
-    area.draw(&Text::new(
-        h.y_label.clone(),
-        at(10.0, l.y0 + l.cell_h * h.values.len() as f64 / 2.0),
-        font(13.0, s)
-            .transform(FontTransform::Rotate270)
-            .pos(Pos::new(HPos::Center, VPos::Center)),
-    ))
-    .map_err(err)?;
-    if !h.colorbar_label.is_empty() {
-        let (top, bot) = (l.y0, bottom);
-        let step = (bot - top) / COLORBAR_STEPS as f64;
-        for k in 0..COLORBAR_STEPS {
-            let t = 1.0 - (k as f64 + 0.5) / COLORBAR_STEPS as f64;
-            let v = vmin + (vmax - vmin) * t;
-            let y = top + step * k as f64;
-            area.draw(&Rectangle::new(
-                [at(l.bar_x, y), at(l.bar_x + 12.0, y + step + 0.5)],
-                c(h.colormap.color(v, vmin, vmax)).filled(),
-            ))
-            .map_err(err)?;
-        }
-        for (v, y) in [(vmax, top), (vmin, bot)] {
-            area.draw(&Text::new(
-                fmt_num(v),
-                at(l.bar_x + 15.0, y),
-                font(10.0, s).pos(Pos::new(HPos::Left, VPos::Center)),
-            ))
-            .map_err(err)?;
-        }
-        area.draw(&Text::new(
-            h.colorbar_label.clone(),
-            at(l.bar_x + 55.0, (top + bot) / 2.0),
-            font(11.0, s)
-                .transform(FontTransform::Rotate270)
-                .pos(Pos::new(HPos::Center, VPos::Center)),
-        ))
         .map_err(err)?;
     }
     Ok(())
@@ -539,6 +437,5 @@ fn draw_table<DB: DrawingBackend>(t: &TablePanel, area: &DrawingArea<DB, Shift>,
     }
     area.draw(&line(top + row_h * (t.rows.len() as f64 + 1.0)))
         .map_err(err)?;
-    let _ = theme::GREY;
     Ok(())
 }

@@ -42,13 +42,8 @@ pub fn write_prepared(
         report.written.push(path);
         Ok(())
     };
-    let many = p.figures.len() > 1;
     for fig in &p.figures {
-        let stem = if many {
-            format!("{}--{}", p.id, fig.id)
-        } else {
-            p.id.clone()
-        };
+        let stem = p.figure_stem(fig);
         let drawn = match format {
             Format::Png => {
                 crate::draw_plotters::to_png(fig, scale).map(|b| (format!("{stem}.png"), b))

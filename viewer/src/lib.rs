@@ -5,7 +5,7 @@
 //!
 //! Layout: [`figures`] holds one module per figure kind, each with a pure `prepare` and a
 //! description of the drawing ([`chart::Figure`]); [`draw_egui`] draws it on screen,
-//! [`draw_plotters`] into PNG/SVG files (native only), [`export`] writes every figure of a results
+//! [`draw_plotters`] into SVG (both targets) and PNG files (native), [`export`] writes every figure of a results
 //! root headless. The same library runs natively (`main.rs`) and in the browser (`web.rs`).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -13,7 +13,6 @@
 pub mod app;
 pub mod chart;
 pub mod draw_egui;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod draw_plotters;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod export;

@@ -61,9 +61,7 @@ mod native {
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             viewer::source::from_zip(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
         } else {
-            viewer::source::DirWatcher::new(path)
-                .poll()
-                .map_err(|e| anyhow::anyhow!(e))
+            viewer::source::read_folder(path).map_err(|e| anyhow::anyhow!(e))
         }
     }
 

@@ -50,22 +50,90 @@ pub fn strip_common_root(mut files: Files) -> Files {
     files
 }
 
-/// A watched folder (native): [`DirWatcher::poll`] returns files that appeared or changed since
-/// the last call, so results show up while a run writes them.
+/// Reads every file below `root` as (relative path, bytes), sorted by path (native).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_folder(root: &std::path::Path) -> Result<Files, String> {
+    if !root.is_dir() {
+        return Err(format!(
+            "expected a results folder, found no folder at {}",
+            root.display()
+        ));
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Some(file) = read_one(root, &path) {
+                out.push(file);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// One file below `root` as (relative path, bytes); `None` when it is gone or not below `root`.
+#[cfg(not(target_arch = "wasm32"))]
+fn read_one(root: &std::path::Path, path: &std::path::Path) -> Option<(String, Vec<u8>)> {
+    let rel = path.strip_prefix(root).ok()?;
+    let rel = rel.to_string_lossy().replace('\\', "/");
+    if !path.is_file() {
+        return None;
+    }
+    let bytes = if wants_bytes(&rel) {
+        std::fs::read(path).ok()?
+    } else {
+        Vec::new()
+    };
+    Some((rel, bytes))
+}
+
+/// A watched folder (native): the operating system reports created and modified files (inotify,
+/// FSEvents, ReadDirectoryChangesW through the `notify` crate), so results show up while a run
+/// writes them, without polling.
 #[cfg(not(target_arch = "wasm32"))]
 pub struct DirWatcher {
     root: std::path::PathBuf,
-    seen: std::collections::BTreeMap<String, (u64, Option<std::time::SystemTime>)>,
+    events: std::sync::mpsc::Receiver<notify::Result<notify::Event>>,
+    // dropping it stops the watch
+    _watcher: notify::RecommendedWatcher,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 impl DirWatcher {
-    /// Watches `root` (nothing is read until the first poll).
-    pub fn new(root: impl Into<std::path::PathBuf>) -> Self {
-        Self {
-            root: root.into(),
-            seen: Default::default(),
-        }
+    /// Watches `root` recursively; `on_change` runs (on the watcher's thread) after each event,
+    /// e.g. to wake the window up.
+    pub fn new(
+        root: impl Into<std::path::PathBuf>,
+        on_change: impl Fn() + Send + 'static,
+    ) -> Result<Self, String> {
+        use notify::Watcher as _;
+        let root: std::path::PathBuf = root.into();
+        // events carry absolute paths: watch the canonical folder so they strip cleanly
+        let root = root
+            .canonicalize()
+            .map_err(|e| format!("cannot watch {}: {e}", root.display()))?;
+        let (tx, events) = std::sync::mpsc::channel();
+        let mut watcher = notify::recommended_watcher(move |event| {
+            // the receiver is gone only when the watcher is being dropped
+            let _ = tx.send(event);
+            on_change();
+        })
+        .map_err(|e| format!("cannot watch {}: {e}", root.display()))?;
+        watcher
+            .watch(&root, notify::RecursiveMode::Recursive)
+            .map_err(|e| format!("cannot watch {}: {e}", root.display()))?;
+        Ok(Self {
+            root,
+            events,
+            _watcher: watcher,
+        })
     }
 
     /// The watched folder.
@@ -73,43 +141,34 @@ impl DirWatcher {
         &self.root
     }
 
-    /// New or changed files since the last poll (all files on the first), sorted by path.
-    pub fn poll(&mut self) -> Result<Files, String> {
-        if !self.root.is_dir() {
-            return Err(format!("{} is not a folder", self.root.display()));
-        }
-        let mut out = Vec::new();
-        let mut stack = vec![self.root.clone()];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Ok(meta) = entry.metadata() else { continue };
-                if meta.is_dir() {
-                    stack.push(path);
-                    continue;
-                }
-                let Ok(rel) = path.strip_prefix(&self.root) else {
-                    continue;
-                };
-                let rel = rel.to_string_lossy().replace('\\', "/");
-                let stamp = (meta.len(), meta.modified().ok());
-                if self.seen.get(&rel) == Some(&stamp) {
-                    continue;
-                }
-                let bytes = if wants_bytes(&rel) {
-                    std::fs::read(&path).unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
-                self.seen.insert(rel.clone(), stamp);
-                out.push((rel, bytes));
+    /// The files created or modified since the last call (every file of a new folder), sorted by
+    /// path and read once each, plus the watch errors. Never blocks.
+    pub fn changes(&mut self) -> (Files, Vec<String>) {
+        let mut paths = std::collections::BTreeSet::new();
+        let mut errors = Vec::new();
+        for event in self.events.try_iter() {
+            match event {
+                Ok(e) if e.kind.is_create() || e.kind.is_modify() => paths.extend(e.paths),
+                Ok(_) => {}
+                Err(e) => errors.push(format!("watching {}: {e}", self.root.display())),
             }
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
+        let mut files = Files::new();
+        for path in paths {
+            if path.is_dir() {
+                // a folder made (or moved) in: its files may have been written before it was watched
+                if let Ok(inner) = read_folder(&path) {
+                    let prefix = path.strip_prefix(&self.root).unwrap_or(&path);
+                    let prefix = prefix.to_string_lossy().replace('\\', "/");
+                    files.extend(inner.into_iter().map(|(p, b)| (format!("{prefix}/{p}"), b)));
+                }
+            } else if let Some(file) = read_one(&self.root, &path) {
+                files.push(file);
+            }
+        }
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        files.dedup_by(|a, b| a.0 == b.0);
+        (files, errors)
     }
 }
 
@@ -147,16 +206,34 @@ mod tests {
     }
 
     #[test]
-    fn the_watcher_reports_new_and_changed_files_only() {
+    fn the_watcher_reports_a_new_file_a_changed_file_and_a_new_folder() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("run")).unwrap();
         std::fs::write(dir.path().join("run/metrics.jsonl"), "a").unwrap();
-        let mut w = DirWatcher::new(dir.path());
-        assert_eq!(w.poll().unwrap().len(), 1);
-        assert!(w.poll().unwrap().is_empty());
+        assert_eq!(read_folder(dir.path()).unwrap().len(), 1);
+        let mut w = DirWatcher::new(dir.path(), || {}).unwrap();
+        assert_eq!(w.changes(), (vec![], vec![]));
         std::fs::write(dir.path().join("run/metrics.jsonl"), "ab").unwrap();
         std::fs::write(dir.path().join("x.summary.json"), "{}").unwrap();
-        let changed: Vec<String> = w.poll().unwrap().into_iter().map(|f| f.0).collect();
-        assert_eq!(changed, ["run/metrics.jsonl", "x.summary.json"]);
+        std::fs::create_dir_all(dir.path().join("new/deeper")).unwrap();
+        std::fs::write(dir.path().join("new/deeper/metrics.jsonl"), "c").unwrap();
+        let mut seen = std::collections::BTreeMap::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while seen.len() < 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let (files, errors) = w.changes();
+            assert!(errors.is_empty(), "{errors:?}");
+            seen.extend(files);
+        }
+        let names: Vec<&str> = seen.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "new/deeper/metrics.jsonl",
+                "run/metrics.jsonl",
+                "x.summary.json"
+            ]
+        );
+        assert_eq!(seen["run/metrics.jsonl"], b"ab");
     }
 }

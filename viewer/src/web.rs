@@ -85,6 +85,17 @@ impl WebHandle {
             .unwrap_or_default()
     }
 
+    /// The centre of a button as last drawn, `[x, y]` in CSS pixels from the canvas' top-left
+    /// corner (empty if it is not on screen): "Open .zip / files…", "SVG" or "PNG". The browser
+    /// test clicks there, since egui draws on a canvas without DOM elements.
+    pub fn button_center(&self, label: &str) -> Vec<f32> {
+        self.runner
+            .app_mut::<crate::ViewerApp>()
+            .and_then(|app| app.button_center(label))
+            .map(|p| vec![p.x, p.y])
+            .unwrap_or_default()
+    }
+
     /// Whether the app has panicked.
     pub fn has_panicked(&self) -> bool {
         self.runner.has_panicked()
@@ -130,8 +141,8 @@ async fn fetch_files(url: &str) -> Result<Files, String> {
 }
 
 /// Opens the browser's file picker (a folder when `folder`), reads the picked files (a `.zip` is
-/// unpacked) and pushes them into the inbox.
-pub fn pick_files(inbox: Inbox, folder: bool) {
+/// unpacked), pushes them into the inbox and wakes the app up.
+pub fn pick_files(inbox: Inbox, folder: bool, ctx: egui::Context) {
     let Some(document) = web_sys::window().and_then(|w| w.document()) else {
         return;
     };
@@ -151,6 +162,7 @@ pub fn pick_files(inbox: Inbox, folder: bool) {
         let Some(list) = picked.files() else { return };
         let files: Vec<web_sys::File> = (0..list.length()).filter_map(|i| list.get(i)).collect();
         let inbox = inbox.clone();
+        let ctx = ctx.clone();
         wasm_bindgen_futures::spawn_local(async move {
             let mut out = Files::new();
             for f in files {
@@ -187,11 +199,47 @@ pub fn pick_files(inbox: Inbox, folder: bool) {
                 &inbox,
                 Incoming::Files(label.into(), crate::source::strip_common_root(out)),
             );
+            ctx.request_repaint();
         });
     });
     input.set_onchange(Some(on_change.as_ref().unchecked_ref()));
     on_change.forget();
     input.click();
+}
+
+#[wasm_bindgen(inline_js = r##"
+export function svg_to_png(svg, name, scale) {
+  // The browser rasterises the SVG (its own fonts), at `scale` times its size, into a PNG download.
+  const url = URL.createObjectURL(new Blob([svg], { type: "image/svg+xml" }));
+  const img = new Image();
+  img.onload = () => {
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.round(img.naturalWidth * scale);
+    canvas.height = Math.round(img.naturalHeight * scale);
+    const g = canvas.getContext("2d");
+    g.fillStyle = "#ffffff";
+    g.fillRect(0, 0, canvas.width, canvas.height);
+    g.drawImage(img, 0, 0, canvas.width, canvas.height);
+    URL.revokeObjectURL(url);
+    canvas.toBlob((blob) => {
+      const a = document.createElement("a");
+      a.href = URL.createObjectURL(blob);
+      a.download = name;
+      a.click();
+      setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    }, "image/png");
+  };
+  img.onerror = () => console.error("could not rasterise " + name);
+  img.src = url;
+}
+"##)]
+extern "C" {
+    fn svg_to_png(svg: &str, name: &str, scale: f64);
+}
+
+/// Offers a figure as a PNG download named `name`: the browser rasterises its SVG at `scale`.
+pub fn download_png(svg: &str, name: &str, scale: f64) {
+    svg_to_png(svg, name, scale);
 }
 
 /// Offers `bytes` as a download named `name`.

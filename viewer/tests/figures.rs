@@ -224,7 +224,7 @@ fn a_partial_experiment_says_what_is_missing() {
     r.points.retain(|p| p.layer != 7);
     r.points[0].variant.scores.remove("aime25");
     let d = viewer::figures::layers::prepare(&r, &Default::default());
-    let f = &viewer::figures::layers::figures(&d)[0];
+    let f = &viewer::figures::curves::curve_figures("layers", &d)[0];
     assert!(
         f.notes
             .iter()
@@ -312,7 +312,7 @@ fn empty_and_inconsistent_experiments_draw_and_explain_themselves() {
                 });
             }
         }
-        let p = viewer::figures::prepare_experiment(&path, &r);
+        let p = viewer::figures::prepare_experiment(&path, &r, &Default::default());
         for f in &p.figures {
             let svg = to_svg(f, 1.0).unwrap();
             well_formed(&svg);

@@ -5,7 +5,8 @@ use serde::Serialize;
 use shared::aggregate::{AverageSpec, Metric, aggregate};
 use shared::experiments::Variant;
 
-use crate::chart::{Marker, PlotPanel, Series, SeriesKind};
+use super::BenchOptions;
+use crate::chart::{Figure, Marker, Panel, PlotPanel, Series, SeriesKind};
 use crate::theme;
 
 /// One point: x, the variant's label, mean ± std over seeds.
@@ -67,6 +68,14 @@ pub struct CurveData {
     pub integer_x: bool,
 }
 
+/// The Average of a sweep: over the benchmarks of its points and baselines.
+pub fn sweep_spec<'a>(
+    points: impl Iterator<Item = &'a Variant>,
+    baselines: &'a [Variant],
+) -> AverageSpec {
+    AverageSpec::for_scores(points.chain(baselines).map(|v| &v.scores))
+}
+
 /// Aggregates a variant; records what is missing.
 pub fn aggregate_variant(
     v: &Variant,
@@ -99,6 +108,50 @@ pub fn aggregate_variant(
             None
         }
     }
+}
+
+/// The points of one curve from (x, variant) pairs, sorted by x; variants without the benchmark
+/// are left out and recorded in `missing`.
+pub fn sorted_points<'a>(
+    items: impl IntoIterator<Item = (f64, &'a Variant)>,
+    o: &BenchOptions,
+    spec: &AverageSpec,
+    missing: &mut Vec<String>,
+) -> Vec<CurvePoint> {
+    let mut points: Vec<CurvePoint> = items
+        .into_iter()
+        .filter_map(|(x, v)| {
+            let (mean, std, seeds) = aggregate_variant(v, &o.bench, o.metric, spec, missing)?;
+            Some(CurvePoint {
+                x,
+                label: v.label.clone(),
+                mean,
+                std,
+                seeds,
+            })
+        })
+        .collect();
+    points.sort_by(|a, b| a.x.total_cmp(&b.x));
+    points
+}
+
+/// The two figures of a curve sweep (layers, magnitude): the panel with a legend and the notes,
+/// and the paper's version. Ids are `{prefix}-{bench}` and `paper-{bench}`.
+pub fn curve_figures(prefix: &str, d: &CurveData) -> Vec<Figure> {
+    let mut f = Figure::single(
+        format!("{prefix}-{}", d.bench),
+        "",
+        Panel::Plot(panel(d)),
+        (900, 380),
+    );
+    f.notes = d.missing.clone();
+    let paper = Figure::single(
+        format!("paper-{}", d.bench),
+        "",
+        Panel::Plot(paper_panel(d)),
+        (900, 350),
+    );
+    vec![f, paper]
 }
 
 /// Builds the baselines of a curve panel.

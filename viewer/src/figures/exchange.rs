@@ -4,34 +4,16 @@
 //! here they name what the data is.
 
 use serde::Serialize;
-use shared::aggregate::{AverageSpec, Metric, aggregate};
-use shared::benchmarks::AVERAGE;
+use shared::aggregate::{AverageSpec, aggregate};
 use shared::experiments::ExchangeResult;
 use shared::stats::MeanStd;
 
+use super::BenchOptions;
 use crate::chart::{Figure, HeatmapPanel, Panel};
 use crate::theme::Colormap;
 
 /// The column name of the recipient's own base.
 pub const BASE: &str = "Base";
-
-/// What to show.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Options {
-    /// A benchmark id or "Average".
-    pub bench: String,
-    /// Which number.
-    pub metric: Metric,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            bench: AVERAGE.into(),
-            metric: Metric::Accuracy,
-        }
-    }
-}
 
 /// The prepared grids.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -83,7 +65,7 @@ pub fn natural_key(s: &str) -> Vec<(u8, u64, String)> {
 }
 
 /// Prepares the raw and row-normalised grids.
-pub fn prepare(r: &ExchangeResult, o: &Options) -> Data {
+pub fn prepare(r: &ExchangeResult, o: &BenchOptions) -> Data {
     let spec = AverageSpec::for_scores(r.cells.iter().map(|c| &c.variant.scores));
     let mut rows: Vec<String> = r
         .cells
@@ -249,7 +231,7 @@ mod tests {
     fn rows_normalise_base_to_0_and_the_own_vector_to_1() {
         let mut rng = shared::fixtures::Rng::new(11);
         let r = shared::fixtures::exchange(&mut rng);
-        let d = prepare(&r, &Options::default());
+        let d = prepare(&r, &BenchOptions::default());
         assert_eq!(
             d.rows,
             ["Qwen2.5-7B", "Qwen2.5-7B-Instruct", "Qwen2.5-Math-7B"]
@@ -275,7 +257,7 @@ mod tests {
         let mut r = shared::fixtures::exchange(&mut rng);
         r.cells
             .retain(|c| !(c.recipient == "Qwen2.5-7B" && c.donor.is_none()));
-        let d = prepare(&r, &Options::default());
+        let d = prepare(&r, &BenchOptions::default());
         assert_eq!(d.unnormalized_rows, ["Qwen2.5-7B"]);
         assert_eq!(d.normalized[0][0].unwrap().0, d.raw[0][0].unwrap().mean);
     }

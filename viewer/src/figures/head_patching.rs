@@ -3,11 +3,10 @@
 //! and the combined q/k/v panel ("Steer Q-Proj", "Steer K-Proj", "Steer V-Proj").
 
 use serde::Serialize;
-use shared::aggregate::{AverageSpec, Metric};
-use shared::benchmarks::AVERAGE;
 use shared::experiments::HeadPatchingResult;
 
-use super::curves::{self, Curve, CurveData, CurvePoint, aggregate_variant, baselines};
+use super::BenchOptions;
+use super::curves::{self, Curve, CurveData, baselines, sorted_points, sweep_spec};
 use crate::chart::{Figure, Panel};
 
 /// Which panels.
@@ -24,24 +23,12 @@ pub enum View {
 }
 
 /// What to show.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Options {
-    /// A benchmark id or "Average".
-    pub bench: String,
-    /// Which number.
-    pub metric: Metric,
+    /// Benchmark and metric.
+    pub bench: BenchOptions,
     /// Which panels.
     pub view: View,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            bench: AVERAGE.into(),
-            metric: Metric::Accuracy,
-            view: View::PerProjType,
-        }
-    }
 }
 
 /// The prepared panels.
@@ -82,12 +69,7 @@ pub fn proj_title(p: &str, combined: bool) -> String {
 
 /// Prepares one curve per projection type (and path), heads sorted.
 pub fn prepare(r: &HeadPatchingResult, o: &Options) -> Data {
-    let spec = AverageSpec::for_scores(
-        r.points
-            .iter()
-            .map(|p| &p.variant.scores)
-            .chain(r.baselines.iter().map(|v| &v.scores)),
-    );
+    let spec = sweep_spec(r.points.iter().map(|p| &p.variant), &r.baselines);
     let mut kinds: Vec<String> = r
         .points
         .iter()
@@ -112,36 +94,34 @@ pub fn prepare(r: &HeadPatchingResult, o: &Options) -> Data {
         .iter()
         .map(|kind| {
             let mut missing = Vec::new();
-            let mut points: Vec<CurvePoint> = r
-                .points
-                .iter()
-                .filter(|p| match &p.path {
-                    Some(path) => format!("{}_{path}", p.proj_type) == *kind,
-                    None => p.proj_type == *kind,
-                })
-                .filter_map(|p| {
-                    let (mean, std, seeds) =
-                        aggregate_variant(&p.variant, &o.bench, o.metric, &spec, &mut missing)?;
-                    Some(CurvePoint {
-                        x: f64::from(p.head),
-                        label: p.variant.label.clone(),
-                        mean,
-                        std,
-                        seeds,
+            let points = sorted_points(
+                r.points
+                    .iter()
+                    .filter(|p| match &p.path {
+                        Some(path) => format!("{}_{path}", p.proj_type) == *kind,
+                        None => p.proj_type == *kind,
                     })
-                })
-                .collect();
-            points.sort_by(|a, b| a.x.total_cmp(&b.x));
+                    .map(|p| (f64::from(p.head), &p.variant)),
+                &o.bench,
+                &spec,
+                &mut missing,
+            );
             CurveData {
                 title: proj_title(kind, combined),
                 x_label: "Head".into(),
-                y_label: o.metric.label().into(),
-                bench: o.bench.clone(),
+                y_label: o.bench.metric.label().into(),
+                bench: o.bench.bench.clone(),
                 curves: vec![Curve {
                     name: kind.clone(),
                     points,
                 }],
-                baselines: baselines(&r.baselines, &o.bench, o.metric, &spec, &mut missing),
+                baselines: baselines(
+                    &r.baselines,
+                    &o.bench.bench,
+                    o.bench.metric,
+                    &spec,
+                    &mut missing,
+                ),
                 missing,
                 integer_x: true,
             }

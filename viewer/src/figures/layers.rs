@@ -1,52 +1,14 @@
 //! Layers (reference §6.3, P2 Figures 1, 9–11): accuracy of single-layer steering against the layer
 //! index, mean ± std band over eval seeds, dashed baselines (base, all-layer steering, full tune).
 
-use shared::aggregate::{AverageSpec, Metric};
-use shared::benchmarks::AVERAGE;
 use shared::experiments::LayersResult;
 
-use super::curves::{
-    Curve, CurveData, CurvePoint, aggregate_variant, baselines, bench_title, panel, paper_panel,
-};
-use crate::chart::{Figure, Panel};
-
-/// What to show.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Options {
-    /// A benchmark id or "Average".
-    pub bench: String,
-    /// Which number.
-    pub metric: Metric,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            bench: AVERAGE.into(),
-            metric: Metric::Accuracy,
-        }
-    }
-}
-
-/// The benchmark choices of a result ("Average" first).
-pub fn benches(r: &LayersResult) -> Vec<String> {
-    let mut b: std::collections::BTreeSet<String> = r
-        .points
-        .iter()
-        .flat_map(|p| p.variant.scores.keys().cloned())
-        .collect();
-    b.extend(r.baselines.iter().flat_map(|v| v.scores.keys().cloned()));
-    std::iter::once(AVERAGE.to_owned()).chain(b).collect()
-}
+use super::BenchOptions;
+use super::curves::{Curve, CurveData, baselines, bench_title, sorted_points, sweep_spec};
 
 /// Prepares the curves: one per series (`steering`, then others sorted), points sorted by layer.
-pub fn prepare(r: &LayersResult, o: &Options) -> CurveData {
-    let spec = AverageSpec::for_scores(
-        r.points
-            .iter()
-            .map(|p| &p.variant.scores)
-            .chain(r.baselines.iter().map(|v| &v.scores)),
-    );
+pub fn prepare(r: &LayersResult, o: &BenchOptions) -> CurveData {
+    let spec = sweep_spec(r.points.iter().map(|p| &p.variant), &r.baselines);
     let mut missing = Vec::new();
     let mut names: Vec<String> = r
         .points
@@ -59,23 +21,15 @@ pub fn prepare(r: &LayersResult, o: &Options) -> CurveData {
     let curves = names
         .into_iter()
         .map(|name| {
-            let mut points: Vec<CurvePoint> = r
-                .points
-                .iter()
-                .filter(|p| p.series == name)
-                .filter_map(|p| {
-                    let (mean, std, seeds) =
-                        aggregate_variant(&p.variant, &o.bench, o.metric, &spec, &mut missing)?;
-                    Some(CurvePoint {
-                        x: f64::from(p.layer),
-                        label: p.variant.label.clone(),
-                        mean,
-                        std,
-                        seeds,
-                    })
-                })
-                .collect();
-            points.sort_by(|a, b| a.x.total_cmp(&b.x));
+            let points = sorted_points(
+                r.points
+                    .iter()
+                    .filter(|p| p.series == name)
+                    .map(|p| (f64::from(p.layer), &p.variant)),
+                o,
+                &spec,
+                &mut missing,
+            );
             let label = if name == "steering" {
                 "steering-layer".to_owned()
             } else {
@@ -93,7 +47,8 @@ pub fn prepare(r: &LayersResult, o: &Options) -> CurveData {
         .filter(|p| p.series == "steering")
         .map(|p| p.layer)
         .collect();
-    let absent: Vec<String> = (0..r.num_layers)
+    // a corrupt num_layers must not make millions of names
+    let absent: Vec<String> = (0..r.num_layers.min(super::pair_layers::MAX_LAYERS as u32))
         .filter(|l| !present.contains(l))
         .map(|l| l.to_string())
         .collect();
@@ -112,28 +67,11 @@ pub fn prepare(r: &LayersResult, o: &Options) -> CurveData {
     }
 }
 
-/// Two figures: the curve panel with a legend, and the paper's version.
-pub fn figures(d: &CurveData) -> Vec<Figure> {
-    let mut f = Figure::single(
-        format!("layers-{}", d.bench),
-        "",
-        Panel::Plot(panel(d)),
-        (900, 380),
-    );
-    f.notes = d.missing.clone();
-    let paper = Figure::single(
-        format!("paper-{}", d.bench),
-        "",
-        Panel::Plot(paper_panel(d)),
-        (900, 350),
-    );
-    vec![f, paper]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::aggregate::SeedScore;
+    use crate::chart::Panel;
+    use shared::aggregate::{Metric, SeedScore};
     use shared::experiments::{LayerPoint, Variant};
 
     fn v(label: &str, vals: &[f64]) -> Variant {
@@ -189,7 +127,7 @@ mod tests {
         };
         let d = prepare(
             &r,
-            &Options {
+            &BenchOptions {
                 bench: "math500".into(),
                 metric: Metric::Accuracy,
             },
@@ -208,7 +146,7 @@ mod tests {
             "{:?}",
             d.missing
         );
-        let figs = figures(&d);
+        let figs = super::super::curves::curve_figures("layers", &d);
         let Panel::Plot(p) = &figs[0].panels[0] else {
             panic!()
         };
@@ -240,7 +178,7 @@ mod tests {
         };
         let d = prepare(
             &r,
-            &Options {
+            &BenchOptions {
                 bench: "aime24".into(),
                 metric: Metric::Accuracy,
             },

@@ -45,12 +45,13 @@ pub struct Data {
     pub histograms: Vec<(u32, Option<Histogram>, Option<Histogram>)>,
 }
 
-/// Shows a token visibly (spaces as "␣", empty as "∅").
+/// Shows a token visibly: spaces as "·", newlines as "¶", the empty token as "(empty)" (glyphs the
+/// embedded Ubuntu font has, so screen and files show them).
 pub fn show_token(t: &str) -> String {
     if t.is_empty() {
-        "∅".into()
+        "(empty)".into()
     } else {
-        t.replace(' ', "␣").replace('\n', "⏎")
+        t.replace(' ', "·").replace('\n', "¶")
     }
 }
 
@@ -292,7 +293,7 @@ mod tests {
         assert_eq!(t.rows.len(), 2);
         assert_eq!(t.rows[0][0], "Cos. Sim.");
         assert_eq!(t.headers.len(), 11);
-        assert_eq!(show_token(" To"), "␣To");
+        assert_eq!(show_token(" To"), "·To");
         // one histogram panel per layer, 4 rows; bar heights are log10(1 + count)
         let figs = figures(&d);
         let hist = figs.iter().find(|f| f.id == "logit-lens-dot_sims").unwrap();

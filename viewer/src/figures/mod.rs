@@ -13,6 +13,8 @@ pub mod pair_layers;
 pub mod seed_alignment;
 pub mod training_curves;
 
+use shared::aggregate::Metric;
+use shared::benchmarks::AVERAGE;
 use shared::experiments::ExperimentResult;
 use shared::results::ResultsIndex;
 
@@ -43,100 +45,164 @@ fn slug(s: &str) -> String {
         .collect()
 }
 
-/// Prepares the figures of one experiment result with default options.
-pub fn prepare_experiment(path: &str, result: &ExperimentResult) -> Prepared {
-    let stem = slug(path.trim_end_matches(".json"));
+/// The benchmark and the number a sweep figure shows (layers, magnitude, pair layers, exchange,
+/// head patching).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchOptions {
+    /// A benchmark id or "Average".
+    pub bench: String,
+    /// Which number.
+    pub metric: Metric,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            bench: AVERAGE.into(),
+            metric: Metric::Accuracy,
+        }
+    }
+}
+
+/// The options of every experiment view together (what the app's option bar sets).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ViewOptions {
+    /// Benchmark and metric of the sweep figures.
+    pub bench: BenchOptions,
+    /// The head-patching panels.
+    pub head_view: head_patching::View,
+    /// The logit-lens layer (`None`: all).
+    pub logit_layer: Option<u32>,
+}
+
+impl Prepared {
+    /// The file-name stem of one of its figures: the set's id, followed by `--{figure id}` when
+    /// the set has several figures.
+    pub fn figure_stem(&self, fig: &Figure) -> String {
+        if self.figures.len() > 1 {
+            format!("{}--{}", self.id, fig.id)
+        } else {
+            self.id.clone()
+        }
+    }
+
+    /// A prepared set with its data serialised as the JSON export.
+    pub fn new<T: serde::Serialize>(
+        id: impl Into<String>,
+        figures: Vec<Figure>,
+        csv: Vec<(String, String)>,
+        data: &T,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            figures,
+            csv,
+            json: serde_json::to_string_pretty(data).unwrap_or_default(),
+        }
+    }
+}
+
+/// Prepares the figures of one experiment result (`path` names the export files).
+pub fn prepare_experiment(path: &str, result: &ExperimentResult, o: &ViewOptions) -> Prepared {
+    let id = slug(path.trim_end_matches(".json"));
+    let one = |csv: String| vec![(String::new(), csv)];
     match result {
         ExperimentResult::Layers(r) => {
-            let d = layers::prepare(r, &layers::Options::default());
-            Prepared {
-                id: stem,
-                figures: layers::figures(&d),
-                csv: vec![(String::new(), curves::csv(&d))],
-                json: to_json(&d),
-            }
+            let d = layers::prepare(r, &o.bench);
+            Prepared::new(
+                id,
+                curves::curve_figures("layers", &d),
+                one(curves::csv(&d)),
+                &d,
+            )
         }
         ExperimentResult::Magnitude(r) => {
-            let d = magnitude::prepare(r, &magnitude::Options::default());
-            Prepared {
-                id: stem,
-                figures: magnitude::figures(&d),
-                csv: vec![(String::new(), curves::csv(&d))],
-                json: to_json(&d),
-            }
+            let d = magnitude::prepare(r, &o.bench);
+            Prepared::new(
+                id,
+                curves::curve_figures("magnitude", &d),
+                one(curves::csv(&d)),
+                &d,
+            )
         }
         ExperimentResult::PairLayers(r) => {
-            let d = pair_layers::prepare(r, &pair_layers::Options::default());
-            Prepared {
-                id: stem,
-                figures: pair_layers::figures(&d),
-                csv: vec![(String::new(), pair_layers::csv(&d))],
-                json: to_json(&d),
-            }
+            let d = pair_layers::prepare(r, &o.bench);
+            Prepared::new(id, pair_layers::figures(&d), one(pair_layers::csv(&d)), &d)
         }
         ExperimentResult::SeedAlignment(r) => {
             let d = seed_alignment::prepare(r);
-            Prepared {
-                id: stem,
-                figures: seed_alignment::figures(&d),
-                csv: vec![(String::new(), seed_alignment::csv(&d))],
-                json: to_json(&d),
-            }
+            Prepared::new(
+                id,
+                seed_alignment::figures(&d),
+                one(seed_alignment::csv(&d)),
+                &d,
+            )
         }
         ExperimentResult::HeadPatching(r) => {
-            let d = head_patching::prepare(r, &head_patching::Options::default());
-            Prepared {
-                id: stem,
-                figures: head_patching::figures(&d),
-                csv: vec![(String::new(), head_patching::csv(&d))],
-                json: to_json(&d),
-            }
+            let opts = head_patching::Options {
+                bench: o.bench.clone(),
+                view: o.head_view,
+            };
+            let d = head_patching::prepare(r, &opts);
+            Prepared::new(
+                id,
+                head_patching::figures(&d),
+                one(head_patching::csv(&d)),
+                &d,
+            )
         }
         ExperimentResult::Exchange(r) => {
-            let d = exchange::prepare(r, &exchange::Options::default());
-            Prepared {
-                id: stem,
-                figures: exchange::figures(&d),
-                csv: vec![(String::new(), exchange::csv(&d))],
-                json: to_json(&d),
-            }
+            let d = exchange::prepare(r, &o.bench);
+            Prepared::new(id, exchange::figures(&d), one(exchange::csv(&d)), &d)
         }
         ExperimentResult::LogitLens(r) => {
-            let d = logit_lens::prepare(r, &logit_lens::Options::default());
-            Prepared {
-                id: stem,
-                figures: logit_lens::figures(&d),
-                csv: vec![(String::new(), logit_lens::csv(&d))],
-                json: to_json(&d),
-            }
+            let opts = logit_lens::Options {
+                layer: o.logit_layer,
+                ..Default::default()
+            };
+            let d = logit_lens::prepare(r, &opts);
+            Prepared::new(id, logit_lens::figures(&d), one(logit_lens::csv(&d)), &d)
         }
     }
+}
+
+/// The accuracy table of a results root (`None` without evaluation summaries).
+pub fn prepare_table(index: &ResultsIndex, o: &accuracy_table::Options) -> Option<Prepared> {
+    if index.summaries.is_empty() {
+        return None;
+    }
+    let d = accuracy_table::prepare(index, o);
+    Some(Prepared::new(
+        "accuracy-table",
+        accuracy_table::figures(&d),
+        accuracy_table::csvs(&d),
+        &d,
+    ))
+}
+
+/// The training curves of a results root (`None` without training runs).
+pub fn prepare_training(index: &ResultsIndex, o: &training_curves::Options) -> Option<Prepared> {
+    if index.training_runs.is_empty() {
+        return None;
+    }
+    let d = training_curves::prepare(index, o);
+    Some(Prepared::new(
+        "training-curves",
+        training_curves::figures(&d),
+        vec![(String::new(), training_curves::csv(&d))],
+        &d,
+    ))
 }
 
 /// Every figure of a results root with default options: the accuracy table, the training curves,
 /// and each experiment result (sorted by path).
 pub fn prepare_all(index: &ResultsIndex) -> Vec<Prepared> {
-    let mut out = Vec::new();
-    if !index.summaries.is_empty() {
-        let d = accuracy_table::prepare(index, &accuracy_table::Options::default());
-        out.push(Prepared {
-            id: "accuracy-table".into(),
-            figures: accuracy_table::figures(&d),
-            csv: accuracy_table::csvs(&d),
-            json: to_json(&d),
-        });
-    }
-    if !index.training_runs.is_empty() {
-        let d = training_curves::prepare(index, &training_curves::Options::default());
-        out.push(Prepared {
-            id: "training-curves".into(),
-            figures: training_curves::figures(&d),
-            csv: vec![(String::new(), training_curves::csv(&d))],
-            json: to_json(&d),
-        });
-    }
+    let mut out: Vec<Prepared> = prepare_table(index, &Default::default())
+        .into_iter()
+        .chain(prepare_training(index, &Default::default()))
+        .collect();
     for (path, r) in &index.experiments {
-        out.push(prepare_experiment(path, r));
+        out.push(prepare_experiment(path, r, &ViewOptions::default()));
     }
     out
 }
@@ -166,6 +232,16 @@ pub fn variants_mut(r: &mut ExperimentResult) -> Vec<&mut shared::experiments::V
         ExperimentResult::Exchange(r) => r.cells.iter_mut().map(|c| &mut c.variant).collect(),
         ExperimentResult::SeedAlignment(_) | ExperimentResult::LogitLens(_) => vec![],
     }
+}
+
+/// The benchmark choices of a result: "Average" first, then every benchmark of its variants.
+pub fn benches_of(r: &ExperimentResult) -> Vec<String> {
+    let mut r = r.clone();
+    let set: std::collections::BTreeSet<String> = variants_mut(&mut r)
+        .into_iter()
+        .flat_map(|v| v.scores.keys().cloned().collect::<Vec<_>>())
+        .collect();
+    std::iter::once(AVERAGE.to_owned()).chain(set).collect()
 }
 
 /// The eval seeds occurring in a result's variants.
@@ -200,10 +276,6 @@ pub fn without_seeds(
     r
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,7 +291,7 @@ mod tests {
         };
         let d = layers::prepare(
             l,
-            &layers::Options {
+            &BenchOptions {
                 bench: "math500".into(),
                 ..Default::default()
             },

@@ -8,26 +8,9 @@ use shared::analysis::{Relative, relative_improvement};
 use shared::benchmarks::AVERAGE;
 use shared::experiments::PairLayersResult;
 
-use crate::chart::{Figure, HeatmapPanel, Panel};
+use super::BenchOptions;
+use crate::chart::{Figure, HeatmapPanel, Panel, cell_texts};
 use crate::theme::Colormap;
-
-/// What to show.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Options {
-    /// The benchmark of the grid (the relative maps always use the Average, as the reference).
-    pub bench: String,
-    /// Which number.
-    pub metric: Metric,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            bench: AVERAGE.into(),
-            metric: Metric::Accuracy,
-        }
-    }
-}
 
 /// The prepared grids.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -79,7 +62,7 @@ fn grid_of(
 }
 
 /// Prepares the grid of `o.bench` and the relative maps of the Average grid.
-pub fn prepare(r: &PairLayersResult, o: &Options) -> Data {
+pub fn prepare(r: &PairLayersResult, o: &BenchOptions) -> Data {
     let spec = AverageSpec::for_scores(r.pairs.iter().map(|p| &p.variant.scores));
     let mut missing = Vec::new();
     let grid = grid_of(r, &o.bench, o.metric, &spec, &mut missing);
@@ -138,15 +121,7 @@ pub fn figures(d: &Data) -> Vec<Figure> {
         y_label: "i".into(),
         row_labels: labels(n),
         col_labels: labels(n),
-        cell_text: d
-            .grid
-            .iter()
-            .map(|r| {
-                r.iter()
-                    .map(|v| v.map(|v| format!("{v:.1}")).unwrap_or_default())
-                    .collect()
-            })
-            .collect(),
+        cell_text: cell_texts(&d.grid, 1),
         range: HeatmapPanel::finite_range(&d.grid),
         values: d.grid.clone(),
         colormap: Colormap::YlOrBrLower,
@@ -236,7 +211,7 @@ mod tests {
     fn the_grid_fills_the_upper_triangle_and_relative_maps_use_the_diagonal() {
         let mut rng = shared::fixtures::Rng::new(5);
         let r = shared::fixtures::pair_layers(&mut rng);
-        let d = prepare(&r, &Options::default());
+        let d = prepare(&r, &BenchOptions::default());
         let n = d.n;
         assert_eq!(n, 8);
         let filled = d.grid.iter().flatten().filter(|v| v.is_some()).count();
@@ -273,7 +248,7 @@ mod tests {
             j: 2,
             variant: r.pairs[0].variant.clone(),
         });
-        let d = prepare(&r, &Options::default());
+        let d = prepare(&r, &BenchOptions::default());
         assert!(d.relative.is_empty());
         assert_eq!(figures(&d).len(), 1);
         assert!(d.missing.iter().any(|m| m.contains("steering_reference")));

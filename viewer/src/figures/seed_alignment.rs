@@ -5,7 +5,7 @@
 use serde::Serialize;
 use shared::experiments::SeedAlignmentResult;
 
-use crate::chart::{Bar, Figure, HeatmapPanel, Panel, PlotPanel, Series};
+use crate::chart::{Bar, Figure, HeatmapPanel, Panel, PlotPanel, Series, cell_texts};
 use crate::theme::{self, Colormap};
 
 /// One layer's numbers.
@@ -212,14 +212,7 @@ pub fn figures(d: &Data) -> Vec<Figure> {
             y_label: "Steering Vector".into(),
             row_labels: (0..rows).map(|i| i.to_string()).collect(),
             col_labels: (0..cols).map(|i| i.to_string()).collect(),
-            cell_text: m
-                .iter()
-                .map(|r| {
-                    r.iter()
-                        .map(|v| v.map(|v| format!("{v:.1}")).unwrap_or_default())
-                        .collect()
-                })
-                .collect(),
+            cell_text: cell_texts(m, 1),
             values: m.clone(),
             colormap: Colormap::Vlag { center: 0.0 },
             range: (-1.0, 1.0),
