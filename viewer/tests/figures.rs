@@ -311,6 +311,17 @@ fn empty_and_inconsistent_experiments_draw_and_explain_themselves() {
                     values: vec![],
                 });
             }
+            ExperimentResult::TokenEffects(x) => {
+                x.groups.clear();
+                x.samples.clear();
+                x.histogram_top_diff = None;
+                x.histogram_kl = None;
+                x.token_at_first = None;
+            }
+            ExperimentResult::AddPlace(x) => {
+                x.sites.truncate(1);
+                x.sites[0].variant.scores.clear();
+            }
         }
         let p = viewer::figures::prepare_experiment(&path, &r, &Default::default());
         for f in &p.figures {
@@ -319,7 +330,10 @@ fn empty_and_inconsistent_experiments_draw_and_explain_themselves() {
         }
         if matches!(
             r,
-            ExperimentResult::SeedAlignment(_) | ExperimentResult::PairLayers(_)
+            ExperimentResult::SeedAlignment(_)
+                | ExperimentResult::PairLayers(_)
+                | ExperimentResult::TokenEffects(_)
+                | ExperimentResult::AddPlace(_)
         ) {
             let notes: Vec<&String> = p.figures.iter().flat_map(|f| &f.notes).collect();
             assert!(!notes.is_empty(), "{path}: says what is wrong");
