@@ -58,7 +58,7 @@ impl Figure {
 /// One panel.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Panel {
-    /// Lines, bands, bars and reference lines on x/y axes.
+    /// Lines, bands, bars, box plots and reference lines on x/y axes.
     Plot(PlotPanel),
     /// A grid of coloured cells.
     Heatmap(HeatmapPanel),

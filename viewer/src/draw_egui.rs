@@ -150,6 +150,8 @@ fn plot(ui: &mut egui::Ui, p: &PlotPanel, id: &str, w: f32, h: f32) {
     }
     let series = p.series.clone();
     let tick_labels = p.x_ticks.clone().unwrap_or_default();
+    // error bars in the text colour (black on paper, as the file export draws them)
+    let foreground = ui.visuals().text_color();
     let ticks_of = move |x: f64| {
         tick_labels
             .iter()
@@ -259,8 +261,8 @@ fn plot(ui: &mut egui::Ui, p: &PlotPanel, id: &str, w: f32, h: f32) {
                         .iter()
                         .map(|b| {
                             let name = match b.err {
-                                Some(e) => format!("{}: {:.3} ± {:.3}", fmt_num(b.x), b.height, e),
-                                None => format!("{}: {:.3}", fmt_num(b.x), b.height),
+                                Some(e) => format!("{}: {:.3} ± {:.3}", ticks_of(b.x), b.height, e),
+                                None => format!("{}: {:.3}", ticks_of(b.x), b.height),
                             };
                             PBar::new(b.x, map_y(b.height) - map_y(0.0))
                                 .base_offset(map_y(0.0))
@@ -271,6 +273,16 @@ fn plot(ui: &mut egui::Ui, p: &PlotPanel, id: &str, w: f32, h: f32) {
                     pu.bar_chart(
                         BarChart::new(s.name.clone(), bs).color(col_alpha(s.color, s.fill_alpha)),
                     );
+                    for b in bars {
+                        let Some(e) = b.err else { continue };
+                        let ends = vec![[b.x, map_y(b.height - e)], [b.x, map_y(b.height + e)]];
+                        pu.line(
+                            Line::new("", PlotPoints::new(ends))
+                                .color(foreground)
+                                .width(1.0)
+                                .allow_hover(false),
+                        );
+                    }
                 }
                 SeriesKind::Boxes { boxes, width } => {
                     let elems = boxes
