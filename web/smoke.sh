@@ -31,7 +31,7 @@ flags=(--headless --no-sandbox --disable-gpu --enable-unsafe-swiftshader --disab
 "$CHROMIUM" "${flags[@]}" --screenshot="$OUT/screenshot.png" "$url" > "$OUT/chromium-screenshot.log" 2>&1
 "$CHROMIUM" "${flags[@]}" --dump-dom "$url" > "$OUT/dom.html" 2> "$OUT/chromium-dom.log"
 # One more screenshot per figure kind, for people to look at (checked for non-blank below too).
-for view in training layers pair_layers head_patching exchange seed_alignment logit_lens magnitude; do
+for view in training layers pair_layers head_patching exchange seed_alignment logit_lens magnitude token_effects add_place; do
   "$CHROMIUM" "${flags[@]}" --screenshot="$OUT/screenshot-$view.png" "$url&view=$view" > "$OUT/chromium-$view.log" 2>&1
 done
 
@@ -46,7 +46,7 @@ if not status.startswith("running:"):
     sys.exit(f"FAIL: the viewer did not run: {status}")
 if "panicked" in status:
     sys.exit("FAIL: panic")
-if "7 experiments" not in status:
+if "9 experiments" not in status:
     sys.exit(f"FAIL: the example bundle was not read: {status}")
 
 def decode_png(path):

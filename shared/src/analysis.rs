@@ -1,6 +1,7 @@
 //! Vector analyses shared by the trainer (which writes their results) and the tests: cosine
 //! similarity, cosine matrices, greedy axis removal (reference §6.7), stable rank (§7.4), and the
-//! pair-layer relative-improvement maps (§6.5).
+//! pair-layer relative-improvement maps (§6.5), and the box-plot statistics of the token-level
+//! probability differences (§7.0).
 
 /// Cosine similarity of two vectors; 0 when either is zero.
 pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
@@ -122,6 +123,64 @@ pub fn relative_improvement(
         .collect()
 }
 
+/// The numbers of one box of a box plot, as matplotlib draws it: quartiles by linear
+/// interpolation, whiskers at the furthest values within 1.5 × IQR of the box (reference §7.0).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BoxStats {
+    /// Number of values.
+    pub count: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// First quartile.
+    pub q1: f64,
+    /// Median.
+    pub median: f64,
+    /// Third quartile.
+    pub q3: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Lower whisker: the smallest value ≥ q1 − 1.5 IQR.
+    pub whisker_low: f64,
+    /// Upper whisker: the largest value ≤ q3 + 1.5 IQR.
+    pub whisker_high: f64,
+}
+
+impl BoxStats {
+    /// The statistics of the finite values; `None` when there are none.
+    pub fn from_values(values: &[f64]) -> Option<Self> {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let quantile = |q: f64| {
+            let pos = q * (v.len() - 1) as f64;
+            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+            v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+        };
+        let (q1, median, q3) = (quantile(0.25), quantile(0.5), quantile(0.75));
+        let reach = 1.5 * (q3 - q1);
+        let inside = v.iter().filter(|x| **x >= q1 - reach && **x <= q3 + reach);
+        let (whisker_low, whisker_high) = inside
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |a, x| {
+                (a.0.min(*x), a.1.max(*x))
+            });
+        Some(Self {
+            count: v.len() as u64,
+            mean: v.iter().sum::<f64>() / v.len() as f64,
+            min: v[0],
+            q1,
+            median,
+            q3,
+            max: v[v.len() - 1],
+            whisker_low,
+            whisker_high,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +237,21 @@ mod tests {
         assert_eq!(prev[1][0], None);
         assert_eq!(prev[0][0], Some(0.0));
         assert_eq!(stable_rank(&[2.0, 1.0]), 1.25);
+    }
+
+    #[test]
+    fn box_stats_follow_matplotlib_quartiles_and_whiskers() {
+        // 1..=8 and an outlier 100: q1 = 3, median = 5, q3 = 7 (linear interpolation over 9
+        // values), IQR 4, so the upper whisker stops at 8 and 100 is a flier
+        let mut values: Vec<f64> = (1..=8).map(f64::from).collect();
+        values.push(100.0);
+        values.push(f64::NAN);
+        let b = BoxStats::from_values(&values).unwrap();
+        assert_eq!(b.count, 9);
+        assert_eq!((b.q1, b.median, b.q3), (3.0, 5.0, 7.0));
+        assert_eq!((b.whisker_low, b.whisker_high), (1.0, 8.0));
+        assert_eq!((b.min, b.max), (1.0, 100.0));
+        assert!((b.mean - 136.0 / 9.0).abs() < 1e-12);
+        assert_eq!(BoxStats::from_values(&[f64::NAN]), None);
     }
 }

@@ -10,6 +10,8 @@
 //! | `head_patching` | [`HeadPatchingResult`] | §6.6 |
 //! | `exchange` | [`ExchangeResult`] | §6.2 donor × recipient |
 //! | `logit_lens` | [`LogitLensResult`] | §7.4 |
+//! | `token_effects` | [`TokenEffectsResult`] | §7.0–§7.3 token-level probability differences |
+//! | `add_place` | [`AddPlaceResult`] | §5.2 steering after other modules, §6.8 bars |
 //!
 //! Sweeps store per-seed scores ([`Scores`]) of each evaluated variant, so the viewer aggregates
 //! them with [`crate::aggregate`] exactly as the tables do.
@@ -344,6 +346,31 @@ impl Histogram {
         }
     }
 
+    /// Bins `values` into `bins` equal bins over their own range (the finite ones; a single value
+    /// gets a unit-wide range around it).
+    pub fn spanning(values: &[f64], bins: usize) -> Self {
+        let finite = values.iter().copied().filter(|v| v.is_finite());
+        let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+        let (lo, hi) = match (lo.is_finite(), hi > lo) {
+            (true, true) => (lo, hi),
+            (true, false) => (lo - 0.5, lo + 0.5),
+            _ => (0.0, 1.0),
+        };
+        let mut counts = vec![0u64; bins.max(1)];
+        let n = counts.len();
+        for v in values.iter().filter(|v| v.is_finite()) {
+            let k = (((v - lo) / (hi - lo)) * n as f64).floor() as usize;
+            counts[k.min(n - 1)] += 1;
+        }
+        Self {
+            min: lo,
+            max: hi,
+            counts,
+        }
+    }
+
     /// The centre of bin `k`.
     pub fn center(&self, k: usize) -> f64 {
         let w = (self.max - self.min) / self.counts.len().max(1) as f64;
@@ -365,6 +392,151 @@ pub struct TokenScore {
     pub cos: f64,
 }
 
+/// `type: token_effects`: how steering changes next-token probabilities along completions
+/// (reference §7.0; `last_layer_steering` §7.1, `pre_last_layer_steering` §7.2,
+/// `add_place_steering` §7.3). Two teacher-forced conditions run on the same completions; at every
+/// completion position `diff = q − p` (steered minus vanilla next-token distribution).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenEffectsResult {
+    /// Format version (1).
+    pub format_version: u32,
+    /// The base model.
+    pub model: String,
+    /// Which analysis (`last_layer_steering`, `pre_last_layer_steering`, `add_place_steering`).
+    pub analysis: String,
+    /// The vanilla condition, in words ("biases zeroed", "steering at layers.27.mlp").
+    #[serde(default)]
+    pub vanilla: String,
+    /// The steered (or patched) condition, in words.
+    #[serde(default)]
+    pub steered: String,
+    /// Softmax temperature of both distributions.
+    #[serde(default = "one")]
+    pub temperature: f64,
+    /// Completions analysed.
+    pub num_samples: u64,
+    /// Of those, verified correct.
+    #[serde(default)]
+    pub num_correct: u64,
+    /// Of those, ended on the stop token.
+    #[serde(default)]
+    pub num_stopped: u64,
+    /// Completion positions analysed.
+    pub num_positions: u64,
+    /// Fraction of positions where the most promoted token was already the vanilla argmax
+    /// (`dst == would_be`, reference `frac_same`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frac_same: Option<f64>,
+    /// Fraction of positions where steering changes the argmax token (`frac_change_top`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frac_change_top: Option<f64>,
+    /// Box statistics per (grouping, label, measure). A writer keeps, per grouping and measure, at
+    /// least the 25 groups with the largest and the 25 with the smallest mean and max.
+    pub groups: Vec<TokenGroup>,
+    /// The steering token's diff at the first completion position versus all others
+    /// (reference `token_to_prob_diff.pdf`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_at_first: Option<TokenAtFirst>,
+    /// Histogram of the top diffs over all positions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram_top_diff: Option<Histogram>,
+    /// Histogram of the per-position KL(p‖q), where computed (§7.2, §7.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram_kl: Option<Histogram>,
+    /// The first few completions position by position (reference per-sample dumps and heat-maps).
+    #[serde(default)]
+    pub samples: Vec<TokenSample>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// The box of one group of positions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenGroup {
+    /// The grouping (reference labels): `dst`, `src`, `would_be`, `would_be->dst`, `src:dst`,
+    /// `src:would_be->dst`, `pos`, `pos:dst`, `pos:would_be->dst`, `pos_is_first`, ...
+    pub by: String,
+    /// The group's label (`" To"`, `"First"`, `" the-> To"`).
+    pub label: String,
+    /// What the box is over: `top_diff` (max over the vocabulary of q − p), `bottom_diff` (min),
+    /// or `kl`.
+    pub measure: String,
+    /// The statistics.
+    pub stats: crate::analysis::BoxStats,
+}
+
+/// The steering token's diff at position 0 and elsewhere.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenAtFirst {
+    /// The token (`"To"` for Qwen, `"Step"` for Llama).
+    pub token: String,
+    /// Its diff at the first completion position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<crate::analysis::BoxStats>,
+    /// Its diff at the other positions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other: Option<crate::analysis::BoxStats>,
+}
+
+/// One completion, position by position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenSample {
+    /// Its index in the analysed dataset.
+    pub index: u64,
+    /// Verified correct.
+    #[serde(default)]
+    pub correct: bool,
+    /// Ended on the stop token.
+    #[serde(default)]
+    pub stopped: bool,
+    /// The completion positions, in order.
+    pub positions: Vec<TokenPosition>,
+}
+
+/// One completion position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenPosition {
+    /// The generated token at this position.
+    pub token: String,
+    /// `max_v (q − p)`.
+    pub top_diff: f64,
+    /// The most promoted token (`argmax_v (q − p)`).
+    #[serde(default)]
+    pub dst: String,
+    /// KL(p‖q), where computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kl: Option<f64>,
+}
+
+/// `type: add_place`: one vector trained and evaluated after another module than the last MLP
+/// (reference §5.2, the `bad_layers` bars of §6.8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddPlaceResult {
+    /// Format version (1).
+    pub format_version: u32,
+    /// The base model.
+    pub model: String,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// One evaluated variant per site.
+    pub sites: Vec<AddPlaceSite>,
+    /// Horizontal reference lines (Base, last-layer steering, all-layer steering, ...).
+    #[serde(default)]
+    pub baselines: Vec<Variant>,
+}
+
+/// A site the vector is added at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddPlaceSite {
+    /// The module whose output receives the vector (`model.layers.27.mlp`,
+    /// `model.layers.23.post_attention_layernorm`).
+    pub site: String,
+    /// The evaluated variant.
+    pub variant: Variant,
+}
+
 /// Any experiment result file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -383,10 +555,14 @@ pub enum ExperimentResult {
     Exchange(ExchangeResult),
     /// Logit lens.
     LogitLens(LogitLensResult),
+    /// Token-level probability differences (boxed: much larger than the other results).
+    TokenEffects(Box<TokenEffectsResult>),
+    /// Steering at other sites.
+    AddPlace(AddPlaceResult),
 }
 
 /// The `type` tags of [`ExperimentResult`].
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 9] = [
     "layers",
     "magnitude",
     "pair_layers",
@@ -394,6 +570,8 @@ pub const KINDS: [&str; 7] = [
     "head_patching",
     "exchange",
     "logit_lens",
+    "token_effects",
+    "add_place",
 ];
 
 impl ExperimentResult {
@@ -439,6 +617,8 @@ impl ExperimentResult {
             ExperimentResult::HeadPatching(_) => "head_patching",
             ExperimentResult::Exchange(_) => "exchange",
             ExperimentResult::LogitLens(_) => "logit_lens",
+            ExperimentResult::TokenEffects(_) => "token_effects",
+            ExperimentResult::AddPlace(_) => "add_place",
         }
     }
 
@@ -452,6 +632,8 @@ impl ExperimentResult {
             ExperimentResult::HeadPatching(r) => &r.model,
             ExperimentResult::Exchange(r) => &r.group,
             ExperimentResult::LogitLens(r) => &r.model,
+            ExperimentResult::TokenEffects(r) => &r.model,
+            ExperimentResult::AddPlace(r) => &r.model,
         }
     }
 
@@ -516,6 +698,18 @@ mod tests {
         assert_eq!(h.counts, vec![1, 0, 2, 1]);
         assert_eq!(h.counts.iter().sum::<u64>(), 4);
         assert!((h.center(0) - (-0.825)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn spanning_histograms_cover_the_values_and_count_each_once() {
+        let h = Histogram::spanning(&[0.0, 0.25, 1.0, f64::NAN], 4);
+        assert_eq!((h.min, h.max), (0.0, 1.0));
+        assert_eq!(h.counts, vec![1, 1, 0, 1]);
+        let one = Histogram::spanning(&[2.0], 2);
+        assert_eq!(
+            (one.min, one.max, one.counts.clone()),
+            (1.5, 2.5, vec![0, 1])
+        );
     }
 
     #[test]

@@ -478,6 +478,155 @@ pub fn metrics(seed: u64) -> Vec<MetricsLine> {
         .collect()
 }
 
+/// The token-effects analysis of last-layer steering (reference §7.1): 12 completions of 60
+/// positions; steering mostly promotes " To" at the first position and changes little elsewhere.
+pub fn token_effects(rng: &mut Rng) -> TokenEffectsResult {
+    use crate::analysis::BoxStats;
+    let vocab = [
+        " To", " the", " we", " Let", " find", " =", " 2", " x", "\\boxed", " So", ".", "\n",
+    ];
+    let pick = |rng: &mut Rng| vocab[(rng.uniform() * vocab.len() as f64) as usize];
+    // (grouping, label, measure) → values
+    let mut groups: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
+    let (mut first, mut other, mut tops, mut kls) = (vec![], vec![], vec![], vec![]);
+    let (mut same, mut changed, mut positions) = (0u64, 0u64, 0u64);
+    let mut samples = Vec::new();
+    for index in 0..12u64 {
+        let mut prev = "<prompt>";
+        let mut sample = Vec::new();
+        for pos in 0..60usize {
+            let (token, would_be) = (pick(rng), pick(rng));
+            let (dst, top, kl) = if pos == 0 {
+                (" To", 0.55 + 0.3 * rng.uniform(), 1.5 + rng.uniform())
+            } else {
+                let u = rng.uniform();
+                (pick(rng), 0.4 * u * u * u, 0.8 * u * u)
+            };
+            let bottom = -0.35 * rng.uniform().powi(3);
+            let to_diff = if pos == 0 {
+                top
+            } else {
+                0.01 * rng.symmetric()
+            };
+            (if pos == 0 { &mut first } else { &mut other }).push(to_diff);
+            tops.push(top);
+            kls.push(kl);
+            positions += 1;
+            same += u64::from(dst == would_be);
+            changed += u64::from(top > 0.2);
+            let first_label = if pos == 0 { "First" } else { "Other" };
+            let labels = [
+                ("dst", dst.to_owned()),
+                ("src", prev.to_owned()),
+                ("would_be", would_be.to_owned()),
+                ("would_be->dst", format!("{would_be}->{dst}")),
+                ("pos_is_first", first_label.to_owned()),
+            ];
+            for (by, label) in labels {
+                for (measure, v) in [("top_diff", top), ("bottom_diff", bottom), ("kl", kl)] {
+                    groups
+                        .entry((by.to_owned(), label.clone(), measure.to_owned()))
+                        .or_default()
+                        .push(v);
+                }
+            }
+            if index < 3 {
+                sample.push(TokenPosition {
+                    token: token.into(),
+                    top_diff: round4(top),
+                    dst: dst.into(),
+                    kl: Some(round4(kl)),
+                });
+            }
+            prev = token;
+        }
+        if index < 3 {
+            samples.push(TokenSample {
+                index,
+                correct: index != 1,
+                stopped: true,
+                positions: sample,
+            });
+        }
+    }
+    let rounded = |b: BoxStats| BoxStats {
+        mean: round4(b.mean),
+        min: round4(b.min),
+        q1: round4(b.q1),
+        median: round4(b.median),
+        q3: round4(b.q3),
+        max: round4(b.max),
+        whisker_low: round4(b.whisker_low),
+        whisker_high: round4(b.whisker_high),
+        ..b
+    };
+    let boxed = |v: &[f64]| BoxStats::from_values(v).map(rounded);
+    TokenEffectsResult {
+        format_version: FORMAT_VERSION,
+        model: MODEL.into(),
+        analysis: "last_layer_steering".into(),
+        vanilla: "last-layer biases zeroed".into(),
+        steered: "trained last-layer vector".into(),
+        temperature: 1.0,
+        num_samples: 12,
+        num_correct: 9,
+        num_stopped: 12,
+        num_positions: positions,
+        frac_same: Some(round4(same as f64 / positions as f64)),
+        frac_change_top: Some(round4(changed as f64 / positions as f64)),
+        groups: groups
+            .into_iter()
+            .filter_map(|((by, label, measure), v)| {
+                Some(TokenGroup {
+                    by,
+                    label,
+                    measure,
+                    stats: boxed(&v)?,
+                })
+            })
+            .collect(),
+        token_at_first: Some(TokenAtFirst {
+            token: "To".into(),
+            first: boxed(&first),
+            other: boxed(&other),
+        }),
+        histogram_top_diff: Some(round_hist(Histogram::spanning(&tops, 50))),
+        histogram_kl: Some(round_hist(Histogram::spanning(&kls, 50))),
+        samples,
+    }
+}
+
+/// The add-place experiment (reference §5.2): the vector after each module of layers 23–27.
+pub fn add_place(rng: &mut Rng) -> AddPlaceResult {
+    let modules = [
+        ("input_layernorm", 0.7),
+        ("self_attn", 0.85),
+        ("post_attention_layernorm", 0.75),
+        ("mlp", 0.9),
+    ];
+    let mut sites = Vec::new();
+    for layer in [23u32, 24, 25, 27] {
+        for (module, q) in modules {
+            let q = q + 0.02 * f64::from(layer - 23);
+            let site = format!("model.layers.{layer}.{module}");
+            sites.push(AddPlaceSite {
+                variant: variant(&site, Some(314), q, rng, 1.0),
+                site,
+            });
+        }
+    }
+    AddPlaceResult {
+        format_version: FORMAT_VERSION,
+        model: MODEL.into(),
+        temperature: 1.0,
+        sites,
+        baselines: vec![
+            variant("Base", None, 0.45, rng, 1.0),
+            variant("Last Steering", Some(314), 0.95, rng, 1.0),
+        ],
+    }
+}
+
 fn round_hist(mut h: Histogram) -> Histogram {
     h.min = round4(h.min);
     h.max = round4(h.max);
@@ -607,6 +756,9 @@ pub fn bundle() -> Vec<(String, Vec<u8>)> {
         ExperimentResult::HeadPatching(head_patching(&mut rng)),
         ExperimentResult::Exchange(exchange(&mut rng)),
         ExperimentResult::LogitLens(logit_lens(&mut rng)),
+        // a stream of their own: the earlier fixtures stay byte for byte what they were
+        ExperimentResult::TokenEffects(Box::new(token_effects(&mut Rng::new(43)))),
+        ExperimentResult::AddPlace(add_place(&mut Rng::new(44))),
     ];
     for e in experiments {
         let mut bytes = e.to_json().into_bytes();

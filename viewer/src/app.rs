@@ -10,7 +10,7 @@ use shared::experiments::ExperimentResult;
 use shared::results::ResultsIndex;
 
 use crate::chart::Figure;
-use crate::figures::{self, accuracy_table, head_patching, training_curves};
+use crate::figures::{self, accuracy_table, head_patching, token_effects, training_curves};
 use crate::source::Files;
 
 /// Something that arrived asynchronously (a fetched URL, picked files).
@@ -687,6 +687,33 @@ impl ViewerApp {
                 };
                 match &r {
                     ExperimentResult::SeedAlignment(_) => {}
+                    ExperimentResult::TokenEffects(t) => {
+                        let o = &mut self.view.tokens;
+                        let mut groupings: Vec<&str> =
+                            t.groups.iter().map(|g| g.by.as_str()).collect();
+                        groupings.sort_unstable();
+                        groupings.dedup();
+                        egui::ComboBox::new("token-grouping", "grouping")
+                            .selected_text(&o.grouping)
+                            .show_ui(ui, |ui| {
+                                for g in groupings {
+                                    ui.selectable_value(&mut o.grouping, g.to_owned(), g);
+                                }
+                            });
+                        ui.selectable_value(&mut o.sort, token_effects::Sort::Max, "by max");
+                        ui.selectable_value(&mut o.sort, token_effects::Sort::Mean, "by mean");
+                        ui.checkbox(&mut o.only_repeated, "only tokens seen more than once");
+                        ui.add(egui::Slider::new(&mut o.top_k, 3..=40).text("boxes"));
+                        if t.samples.len() > 1 {
+                            egui::ComboBox::new("token-sample", "completion")
+                                .selected_text(o.sample.to_string())
+                                .show_ui(ui, |ui| {
+                                    for i in 0..t.samples.len() {
+                                        ui.selectable_value(&mut o.sample, i, i.to_string());
+                                    }
+                                });
+                        }
+                    }
                     ExperimentResult::LogitLens(l) => {
                         egui::ComboBox::new("logit-layer", "layer")
                             .selected_text(

@@ -58,7 +58,7 @@ impl Figure {
 /// One panel.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Panel {
-    /// Lines, bands, bars and reference lines on x/y axes.
+    /// Lines, bands, bars, box plots and reference lines on x/y axes.
     Plot(PlotPanel),
     /// A grid of coloured cells.
     Heatmap(HeatmapPanel),
@@ -136,6 +136,10 @@ impl PlotPanel {
                     see_x(b.x - width / 2.0);
                     see_x(b.x + width / 2.0);
                 }),
+                SeriesKind::Boxes { boxes, width } => boxes.iter().for_each(|b| {
+                    see_x(b.x - width / 2.0);
+                    see_x(b.x + width / 2.0);
+                }),
                 SeriesKind::HLine { .. } => {}
             }
         }
@@ -165,6 +169,10 @@ impl PlotPanel {
                     see_y(0.0);
                     see_y(b.height + b.err.unwrap_or(0.0));
                     see_y(b.height - b.err.unwrap_or(0.0));
+                }),
+                SeriesKind::Boxes { boxes, .. } => boxes.iter().for_each(|b| {
+                    see_y(b.stats.whisker_low);
+                    see_y(b.stats.whisker_high);
                 }),
             }
         }
@@ -224,6 +232,15 @@ pub struct Bar {
     pub err: Option<f64>,
 }
 
+/// One box of a box plot: box from q1 to q3, a median line, whiskers (matplotlib's style).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoxMark {
+    /// Centre x.
+    pub x: f64,
+    /// Its statistics.
+    pub stats: shared::analysis::BoxStats,
+}
+
 /// What a series draws.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SeriesKind {
@@ -258,6 +275,13 @@ pub enum SeriesKind {
         /// The bars.
         bars: Vec<Bar>,
         /// Bar width in x units.
+        width: f64,
+    },
+    /// Box plots.
+    Boxes {
+        /// The boxes.
+        boxes: Vec<BoxMark>,
+        /// Box width in x units.
         width: f64,
     },
 }
@@ -325,6 +349,17 @@ impl Series {
             fill_alpha: 0.85,
             axis: Axis::Left,
             kind: SeriesKind::Bars { bars, width },
+        }
+    }
+
+    /// Box plots.
+    pub fn boxes(name: impl Into<String>, color: Rgb, boxes: Vec<BoxMark>, width: f64) -> Self {
+        Self {
+            name: name.into(),
+            color,
+            fill_alpha: 0.35,
+            axis: Axis::Left,
+            kind: SeriesKind::Boxes { boxes, width },
         }
     }
 

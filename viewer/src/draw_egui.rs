@@ -3,8 +3,8 @@
 
 use egui::{Color32, FontId, Pos2, Rect, Sense, Stroke, Vec2};
 use egui_plot::{
-    AxisHints, Bar as PBar, BarChart, FilledArea, HLine, HPlacement, Legend, Line, LineStyle,
-    MarkerShape, Plot, PlotPoints, Points, Polygon,
+    AxisHints, Bar as PBar, BarChart, BoxElem, BoxPlot, BoxSpread, FilledArea, HLine, HPlacement,
+    Legend, Line, LineStyle, MarkerShape, Plot, PlotPoints, Points, Polygon,
 };
 
 use crate::chart::{
@@ -149,6 +149,15 @@ fn plot(ui: &mut egui::Ui, p: &PlotPanel, id: &str, w: f32, h: f32) {
         ]);
     }
     let series = p.series.clone();
+    let tick_labels = p.x_ticks.clone().unwrap_or_default();
+    // error bars in the text colour (black on paper, as the file export draws them)
+    let foreground = ui.visuals().text_color();
+    let ticks_of = move |x: f64| {
+        tick_labels
+            .iter()
+            .find(|(v, _)| (v - x).abs() < 1e-6)
+            .map_or_else(|| fmt_num(x), |(_, l)| l.clone())
+    };
     plot.show(ui, move |pu| {
         let (bx0, bx1) = (x0, x1);
         for s in &series {
@@ -252,8 +261,8 @@ fn plot(ui: &mut egui::Ui, p: &PlotPanel, id: &str, w: f32, h: f32) {
                         .iter()
                         .map(|b| {
                             let name = match b.err {
-                                Some(e) => format!("{}: {:.3} ± {:.3}", fmt_num(b.x), b.height, e),
-                                None => format!("{}: {:.3}", fmt_num(b.x), b.height),
+                                Some(e) => format!("{}: {:.3} ± {:.3}", ticks_of(b.x), b.height, e),
+                                None => format!("{}: {:.3}", ticks_of(b.x), b.height),
                             };
                             PBar::new(b.x, map_y(b.height) - map_y(0.0))
                                 .base_offset(map_y(0.0))
@@ -264,6 +273,42 @@ fn plot(ui: &mut egui::Ui, p: &PlotPanel, id: &str, w: f32, h: f32) {
                     pu.bar_chart(
                         BarChart::new(s.name.clone(), bs).color(col_alpha(s.color, s.fill_alpha)),
                     );
+                    for b in bars {
+                        let Some(e) = b.err else { continue };
+                        let ends = vec![[b.x, map_y(b.height - e)], [b.x, map_y(b.height + e)]];
+                        pu.line(
+                            Line::new("", PlotPoints::new(ends))
+                                .color(foreground)
+                                .width(1.0)
+                                .allow_hover(false),
+                        );
+                    }
+                }
+                SeriesKind::Boxes { boxes, width } => {
+                    let elems = boxes
+                        .iter()
+                        .map(|b| {
+                            let st = &b.stats;
+                            let spread = BoxSpread::new(
+                                map_y(st.whisker_low),
+                                map_y(st.q1),
+                                map_y(st.median),
+                                map_y(st.q3),
+                                map_y(st.whisker_high),
+                            );
+                            let label = ticks_of(b.x);
+                            BoxElem::new(b.x, spread)
+                                .box_width(*width)
+                                .whisker_width(*width / 2.0)
+                                .fill(col_alpha(s.color, s.fill_alpha))
+                                .stroke(Stroke::new(1.5, col(s.color)))
+                                .name(format!(
+                                    "{label}\nn = {}, mean {:.4}\nmedian {:.4}, max {:.4}",
+                                    st.count, st.mean, st.median, st.max
+                                ))
+                        })
+                        .collect();
+                    pu.box_plot(BoxPlot::new(s.name.clone(), elems).color(col(s.color)));
                 }
             }
         }

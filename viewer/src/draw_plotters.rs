@@ -303,6 +303,47 @@ fn draw_plot<DB: DrawingBackend>(p: &PlotPanel, area: &DrawingArea<DB, Shift>, s
                     ""
                 );
             }
+            SeriesKind::Boxes { boxes, width } => {
+                let half = width / 2.0;
+                draw!(
+                    boxes.iter().map(|b| {
+                        let x = sign * b.x;
+                        Rectangle::new(
+                            [(x - half, b.stats.q1), (x + half, b.stats.q3)],
+                            fill.filled(),
+                        )
+                    }),
+                    &series.name
+                );
+                let stroke = col.stroke_width(lw(1.5));
+                let lines: Vec<Vec<(f64, f64)>> = boxes
+                    .iter()
+                    .flat_map(|b| {
+                        let (x, st) = (sign * b.x, &b.stats);
+                        [
+                            vec![
+                                (x - half, st.q1),
+                                (x + half, st.q1),
+                                (x + half, st.q3),
+                                (x - half, st.q3),
+                                (x - half, st.q1),
+                            ],
+                            vec![(x - half, st.median), (x + half, st.median)],
+                            vec![(x, st.q3), (x, st.whisker_high)],
+                            vec![(x, st.q1), (x, st.whisker_low)],
+                            vec![
+                                (x - half / 2.0, st.whisker_high),
+                                (x + half / 2.0, st.whisker_high),
+                            ],
+                            vec![
+                                (x - half / 2.0, st.whisker_low),
+                                (x + half / 2.0, st.whisker_low),
+                            ],
+                        ]
+                    })
+                    .collect();
+                draw!(lines.into_iter().map(|l| PathElement::new(l, stroke)), "");
+            }
         }
     }
     if p.series.iter().any(|s| !s.name.is_empty()) {

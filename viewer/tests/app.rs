@@ -33,7 +33,7 @@ fn every_view_of_the_example_data_draws() {
             .keys()
             .map(|p| Tab::Experiment(p.clone())),
     );
-    assert_eq!(tabs.len(), 2 + 7);
+    assert_eq!(tabs.len(), 2 + 9);
     for tab in tabs {
         app.set_tab(tab.clone());
         frame(&mut app, &ctx);

@@ -311,6 +311,17 @@ fn empty_and_inconsistent_experiments_draw_and_explain_themselves() {
                     values: vec![],
                 });
             }
+            ExperimentResult::TokenEffects(x) => {
+                x.groups.clear();
+                x.samples.clear();
+                x.histogram_top_diff = None;
+                x.histogram_kl = None;
+                x.token_at_first = None;
+            }
+            ExperimentResult::AddPlace(x) => {
+                x.sites.truncate(1);
+                x.sites[0].variant.scores.clear();
+            }
         }
         let p = viewer::figures::prepare_experiment(&path, &r, &Default::default());
         for f in &p.figures {
@@ -319,10 +330,55 @@ fn empty_and_inconsistent_experiments_draw_and_explain_themselves() {
         }
         if matches!(
             r,
-            ExperimentResult::SeedAlignment(_) | ExperimentResult::PairLayers(_)
+            ExperimentResult::SeedAlignment(_)
+                | ExperimentResult::PairLayers(_)
+                | ExperimentResult::TokenEffects(_)
+                | ExperimentResult::AddPlace(_)
         ) {
             let notes: Vec<&String> = p.figures.iter().flat_map(|f| &f.notes).collect();
             assert!(!notes.is_empty(), "{path}: says what is wrong");
         }
+    }
+}
+
+#[test]
+fn token_effects_and_add_place_files_cut_anywhere_or_too_new_are_reported_not_drawn() {
+    for (path, bytes) in shared::fixtures::bundle() {
+        if !(path.ends_with("token_effects.json") || path.ends_with("add_place.json")) {
+            continue;
+        }
+        for tenth in 0..10 {
+            let cut = &bytes[..bytes.len() * tenth / 10];
+            let index = ResultsIndex::from_files([(path.clone(), cut)]);
+            assert!(index.experiments.is_empty(), "{path} cut at {tenth}/10");
+            assert!(
+                index.problems[&path].contains(&path),
+                "{:?}",
+                index.problems
+            );
+        }
+        let newer = String::from_utf8_lossy(&bytes).replacen(
+            "\"format_version\":1",
+            "\"format_version\":2",
+            1,
+        );
+        let index = ResultsIndex::from_files([(path.clone(), newer.as_bytes())]);
+        let problem = &index.problems[&path];
+        assert!(problem.contains('2') && problem.contains('1'), "{problem}");
+    }
+}
+
+#[test]
+fn nonsensical_box_statistics_still_draw() {
+    let mut r = shared::fixtures::token_effects(&mut shared::fixtures::Rng::new(43));
+    for g in &mut r.groups {
+        g.stats.whisker_low = f64::NAN;
+        g.stats.q3 = g.stats.q1 - 1.0;
+        g.stats.max = f64::INFINITY;
+    }
+    let d = viewer::figures::token_effects::prepare(&r, &Default::default());
+    for f in viewer::figures::token_effects::figures(&d) {
+        well_formed(&to_svg(&f, 1.0).unwrap());
+        to_png(&f, 1.0).unwrap();
     }
 }

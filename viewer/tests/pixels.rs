@@ -4,9 +4,10 @@
 //! rewrites them, and a mismatch writes `*.new.png` and `*.diff.png` beside the snapshot.
 //!
 //! Tolerance: a pixel fails when its YIQ distance exceeds 0.6 (egui's default, enough for
-//! anti-aliasing differences between Vulkan drivers), and a figure fails when more than 0.1 % of
-//! its pixels fail. A broken figure (a lost series, a wrong colour map, moved panels) changes far
-//! more than that: [`a_broken_figure_fails_its_snapshot`] checks it.
+//! anti-aliasing differences between Vulkan drivers), and a figure fails when more than 0.01 % of
+//! its pixels fail (lavapipe reproduces every figure with no failing pixel; the 16 one-pixel error
+//! bars of the add-place figure alone make 116). A broken figure (a lost series, a wrong colour
+//! map, moved panels) changes far more than that: [`a_broken_figure_fails_its_snapshot`] checks it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -25,7 +26,7 @@ fn options(fig: &Figure) -> SnapshotOptions {
     let (w, h) = fig.size();
     SnapshotOptions::new()
         .threshold(THRESHOLD)
-        .max_failed_pixels((w as usize * h as usize) / 1000)
+        .max_failed_pixels((w as usize * h as usize) / 10_000)
         .output_path(output_path())
 }
 

@@ -71,7 +71,7 @@ try {
   await click("Open .zip / files…");
   await (await chooser).setFiles(zipPath);
   await waitStatus("the picked .zip was not read", () =>
-    /picked files: .* 7 experiments/.test(window.__viewer_status || ""),
+    /picked files: .* 9 experiments/.test(window.__viewer_status || ""),
   );
   console.log("picked:", await status());
   await page.screenshot({ path: join(outDir, "picked.png") });

@@ -208,19 +208,7 @@ pub fn panel(d: &CurveData) -> PlotPanel {
         }
         p.series.push(s);
     }
-    for (i, b) in d.baselines.iter().enumerate() {
-        let band = if b.std > 0.0 {
-            Some((b.mean - b.std, b.mean + b.std))
-        } else {
-            None
-        };
-        p.series.push(Series::hline(
-            b.label.clone(),
-            theme::baseline(i),
-            b.mean,
-            band,
-        ));
-    }
+    p.series.extend(baseline_series(&d.baselines));
     if d.integer_x {
         let xs: std::collections::BTreeSet<i64> = d
             .curves
@@ -236,6 +224,18 @@ pub fn panel(d: &CurveData) -> PlotPanel {
         );
     }
     p
+}
+
+/// The baselines as dashed lines in the reference's baseline colours, with ±std bands.
+pub fn baseline_series(baselines: &[Baseline]) -> Vec<Series> {
+    baselines
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let band = (b.std > 0.0).then_some((b.mean - b.std, b.mean + b.std));
+            Series::hline(b.label.clone(), theme::baseline(i), b.mean, band)
+        })
+        .collect()
 }
 
 /// The paper's version (reference `plot_benchmark_curves`, paper variant): one orange line

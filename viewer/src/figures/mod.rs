@@ -3,6 +3,7 @@
 //! the drawing once for the screen, PNG/SVG files and snapshot tests.
 
 pub mod accuracy_table;
+pub mod add_place;
 pub mod curves;
 pub mod exchange;
 pub mod head_patching;
@@ -11,6 +12,7 @@ pub mod logit_lens;
 pub mod magnitude;
 pub mod pair_layers;
 pub mod seed_alignment;
+pub mod token_effects;
 pub mod training_curves;
 
 use shared::aggregate::Metric;
@@ -73,6 +75,8 @@ pub struct ViewOptions {
     pub head_view: head_patching::View,
     /// The logit-lens layer (`None`: all).
     pub logit_layer: Option<u32>,
+    /// The token-effects grouping, order and sample.
+    pub tokens: token_effects::Options,
 }
 
 impl Prepared {
@@ -163,6 +167,19 @@ pub fn prepare_experiment(path: &str, result: &ExperimentResult, o: &ViewOptions
             let d = logit_lens::prepare(r, &opts);
             Prepared::new(id, logit_lens::figures(&d), one(logit_lens::csv(&d)), &d)
         }
+        ExperimentResult::TokenEffects(r) => {
+            let d = token_effects::prepare(r, &o.tokens);
+            Prepared::new(
+                id,
+                token_effects::figures(&d),
+                one(token_effects::csv(&d)),
+                &d,
+            )
+        }
+        ExperimentResult::AddPlace(r) => {
+            let d = add_place::prepare(r, &o.bench);
+            Prepared::new(id, add_place::figures(&d), one(curves::csv(&d)), &d)
+        }
     }
 }
 
@@ -207,7 +224,7 @@ pub fn prepare_all(index: &ResultsIndex) -> Vec<Prepared> {
     out
 }
 
-/// The sweep variants of a result (empty for seed alignment and logit lens).
+/// The sweep variants of a result (empty for seed alignment, logit lens and token effects).
 pub fn variants_mut(r: &mut ExperimentResult) -> Vec<&mut shared::experiments::Variant> {
     match r {
         ExperimentResult::Layers(r) => r
@@ -230,7 +247,15 @@ pub fn variants_mut(r: &mut ExperimentResult) -> Vec<&mut shared::experiments::V
             .chain(r.baselines.iter_mut())
             .collect(),
         ExperimentResult::Exchange(r) => r.cells.iter_mut().map(|c| &mut c.variant).collect(),
-        ExperimentResult::SeedAlignment(_) | ExperimentResult::LogitLens(_) => vec![],
+        ExperimentResult::AddPlace(r) => r
+            .sites
+            .iter_mut()
+            .map(|s| &mut s.variant)
+            .chain(r.baselines.iter_mut())
+            .collect(),
+        ExperimentResult::SeedAlignment(_)
+        | ExperimentResult::LogitLens(_)
+        | ExperimentResult::TokenEffects(_) => vec![],
     }
 }
 
