@@ -226,21 +226,22 @@ fn normal(rng: &mut impl Rng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
-/// One training batch: prompt + completion rows, left-padded.
+/// One training batch: prompt + completion rows, left-padded (built by [`Batch::new`], so its
+/// parts always agree in shape).
 #[derive(Debug, Clone)]
 pub struct Batch {
     /// Input ids `[B, S]` (each row without its last token).
-    pub inputs: Vec<u32>,
+    inputs: Vec<u32>,
     /// Target ids `[B, S]` (each row shifted by one).
-    pub targets: Vec<u32>,
+    targets: Vec<u32>,
     /// `[B, S]`: 1 where the target is a completion token, else 0.
-    pub mask: Vec<f32>,
+    mask: Vec<f32>,
     /// Rows `B`.
-    pub rows: usize,
+    rows: usize,
     /// Columns `S`.
-    pub width: usize,
+    width: usize,
     /// Left padding of each row.
-    pub layout: BatchLayout,
+    layout: BatchLayout,
 }
 
 impl Batch {
@@ -517,3 +518,39 @@ pub fn sampled_accuracy(
 
 /// New-token budget of a demo completion (the longest careful solution has about 40 tokens).
 pub const MAX_NEW_TOKENS: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_masks_everything_but_the_completion_targets_of_left_padded_rows() {
+        let batch = Batch::new(&[(vec![10, 11, 12], vec![20, 21]), (vec![13], vec![22])], 0).unwrap();
+        // Full rows [10 11 12 20 21] and [0 0 0 13 22]: inputs drop the last column, targets the first.
+        assert_eq!((batch.rows, batch.width), (2, 4));
+        assert_eq!(batch.inputs, vec![10, 11, 12, 20, 0, 0, 0, 13]);
+        assert_eq!(batch.targets, vec![11, 12, 20, 21, 0, 0, 13, 22]);
+        assert_eq!(batch.mask, vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
+        assert_eq!(batch.layout.pads, vec![0, 3]);
+        assert_eq!(batch.completion_tokens(), 3);
+        assert!(Batch::new(&[(vec![1], vec![])], 0).is_err());
+        assert!(Batch::new(&[], 0).is_err());
+    }
+
+    #[test]
+    fn seeded_initial_weights_depend_on_seed_and_name_only() {
+        let device = Device::flex();
+        let init = SeededInit { seed: 1, std: 0.5 };
+        let values = |init: SeededInit, name: &str| -> Vec<f32> {
+            init.tensor::<2>(name, [4, 8], &device, DType::F32).unwrap().into_data().try_to_vec::<f32>().unwrap()
+        };
+        let a = values(init, "model.layers.0.mlp.up_proj.weight");
+        assert_eq!(a, values(init, "model.layers.0.mlp.up_proj.weight"));
+        assert_ne!(a, values(init, "model.layers.1.mlp.up_proj.weight"));
+        assert_ne!(a, values(SeededInit { seed: 2, ..init }, "model.layers.0.mlp.up_proj.weight"));
+        let std = (a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / a.len() as f64).sqrt();
+        assert!((0.25..1.0).contains(&std), "{std}");
+        assert!(values(init, "model.norm.weight").iter().all(|&x| x == 1.0));
+        assert!(values(init, "model.layers.0.self_attn.q_proj.bias").iter().all(|&x| x == 0.0));
+    }
+}
