@@ -79,3 +79,13 @@ impl Backend {
         Ok(device)
     }
 }
+
+/// Reads a tensor back to the host as f32 values; a failed device execution (out of memory, a
+/// lost device) becomes an error naming `what` instead of a panic.
+pub fn host_f32<const D: usize>(t: burn::tensor::Tensor<D>, what: &str) -> Result<Vec<f32>> {
+    t.cast(DType::F32)
+        .try_into_data()
+        .map_err(|e| Error::Backend(format!("reading {what}: {e}")))?
+        .try_to_vec()
+        .map_err(|e| Error::Backend(format!("reading {what}: {e:?}")))
+}

@@ -407,7 +407,7 @@ impl Pretraining {
             let g = g.ok_or_else(|| Error::Backend(format!("no gradient reached `{name}`")))?;
             grad_map.0.insert(name.clone(), g);
         }
-        let (clipped, grad_norm) = clip_grad_norm(grad_map, self.config.max_grad_norm);
+        let (clipped, grad_norm) = clip_grad_norm(grad_map, self.config.max_grad_norm)?;
         let lr = self.learning_rate();
         self.params = self.config.optimizer.step(&self.params, &clipped, &mut self.state, lr)?;
         self.step += 1;

@@ -95,10 +95,7 @@ pub fn sample(logits: Tensor<2>, params: &SamplingParams, uniforms: &[f32], devi
     };
     // One read-back of both: ids are exact in f32 below 2^24.
     let both = Tensor::cat(vec![tokens.float(), logprobs], 1);
-    let values: Vec<f32> = both
-        .into_data()
-        .try_to_vec()
-        .map_err(|e| Error::Backend(format!("reading sampled tokens: {e:?}")))?;
+    let values = crate::device::host_f32(both, "sampled tokens")?;
     let ids = values.chunks_exact(2).map(|p| p[0] as u32).collect();
     let lps = values.chunks_exact(2).map(|p| p[1]).collect();
     Ok((ids, lps))

@@ -91,27 +91,22 @@ fn check_same_names(params: &WeightMap, other: &WeightMap, what: &str) -> Result
 }
 
 /// The global L2 norm of all gradients (one host read).
-pub fn global_norm(grads: &WeightMap) -> f64 {
+pub fn global_norm(grads: &WeightMap) -> Result<f64> {
     let squares: Vec<Tensor<1>> = grads.0.values().map(|g| g.flat().square().sum()).collect();
     if squares.is_empty() {
-        return 0.0;
+        return Ok(0.0);
     }
-    let total = Tensor::cat(squares, 0).sum().into_scalar::<f32>();
-    let total = f64::from(total);
-    total.sqrt()
+    let total = crate::device::host_f32(Tensor::cat(squares, 0).sum(), "gradient norm")?[0];
+    Ok(f64::from(total).sqrt())
 }
 
 /// Scales `grads` so that their global norm is at most `max_norm` (PyTorch's
 /// `clip_grad_norm_`: factor `max_norm / (norm + 1e-6)` when below one). Returns the clipped
 /// gradients and the norm before clipping.
-pub fn clip_grad_norm(grads: WeightMap, max_norm: f64) -> (WeightMap, f64) {
-    let norm = global_norm(&grads);
+pub fn clip_grad_norm(grads: WeightMap, max_norm: f64) -> Result<(WeightMap, f64)> {
+    let norm = global_norm(&grads)?;
     let coef = max_norm / (norm + 1e-6);
-    if coef < 1.0 {
-        (grads.map_flat(|_, g| g.mul_scalar(coef)), norm)
-    } else {
-        (grads, norm)
-    }
+    Ok(if coef < 1.0 { (grads.map_flat(|_, g| g.mul_scalar(coef)), norm) } else { (grads, norm) })
 }
 
 /// Hugging Face's `constant_with_warmup` schedule: the learning rate of optimizer step `step`
@@ -179,11 +174,11 @@ mod tests {
 
     #[test]
     fn clipping_scales_to_the_global_norm_and_leaves_small_gradients_alone() {
-        let (clipped, norm) = clip_grad_norm(map(&[3.0, 4.0]), 2.0);
+        let (clipped, norm) = clip_grad_norm(map(&[3.0, 4.0]), 2.0).unwrap();
         assert!((norm - 5.0).abs() < 1e-6);
         let c = host(&clipped);
         assert!((c[0] - 3.0 * 2.0 / (5.0 + 1e-6)).abs() < 1e-6 && (c[1] - 4.0 * 2.0 / (5.0 + 1e-6)).abs() < 1e-6);
-        let (kept, norm) = clip_grad_norm(map(&[0.3, 0.4]), 2.0);
+        let (kept, norm) = clip_grad_norm(map(&[0.3, 0.4]), 2.0).unwrap();
         assert!((norm - 0.5).abs() < 1e-6);
         assert_eq!(host(&kept), vec![0.30000001192092896, 0.4000000059604645]);
     }

@@ -264,7 +264,7 @@ impl Policy {
     /// as a steering file; `None` for LoRA and full fine-tuning.
     pub fn steering_file(&self, metadata: SteeringMetadata) -> Result<Option<SteeringFile>> {
         let c = &self.base.config;
-        let host = |t: Tensor<1>| -> Vec<f32> { t.into_data().iter::<f32>().collect() };
+        let host = |t: Tensor<1>| crate::device::host_f32(t, "steering vectors");
         Ok(match self.steering(&self.params)? {
             Steering::PerLayer(_) | Steering::LowRank { .. } => {
                 let Some(v) = self.steering(&self.params)?.layer_vectors(c.num_layers, c.hidden_size)? else {
@@ -273,14 +273,14 @@ impl Policy {
                 Some(SteeringFile {
                     num_layers: c.num_layers,
                     hidden_size: c.hidden_size,
-                    vectors: host(v.flatten(0, 1)),
+                    vectors: host(v.flatten(0, 1))?,
                     metadata,
                 })
             }
             Steering::AtPlace { place, vector } => Some(SteeringFile {
                 num_layers: 1,
                 hidden_size: c.hidden_size,
-                vectors: host(vector),
+                vectors: host(vector)?,
                 metadata: SteeringMetadata { place: Some(place.to_string()), layers: vec![place.layer], ..metadata },
             }),
             Steering::None | Steering::Lora(_) => None,
@@ -291,17 +291,21 @@ impl Policy {
     /// the at-place vector, or for LoRA the norm of each adapted layer's `B` (its direction for
     /// rank 1). Empty for full fine-tuning.
     pub fn vector_norms(&self) -> Result<Vec<f64>> {
-        let norm = |t: Tensor<1>| f64::from(t.square().sum().sqrt().into_scalar::<f32>());
+        let norm = |t: Tensor<1>| -> Result<f64> {
+            Ok(f64::from(crate::device::host_f32(t.square().sum().sqrt(), "vector norm")?[0]))
+        };
         let c = &self.base.config;
         Ok(match &self.setup {
             Setup::FullModel => Vec::new(),
-            Setup::AtPlace { .. } => vec![norm(self.params.0["steering_vector"].flat())],
-            Setup::Lora { layers, .. } => layers.iter().map(|&l| norm(self.params.0[&lora_name(l, "B")].flat())).collect(),
+            Setup::AtPlace { .. } => vec![norm(self.params.0["steering_vector"].flat())?],
+            Setup::Lora { layers, .. } => {
+                layers.iter().map(|&l| norm(self.params.0[&lora_name(l, "B")].flat())).collect::<Result<_>>()?
+            }
             Setup::Steering { .. } | Setup::SteeringRank { .. } => {
                 let Some(v) = self.steering(&self.params)?.layer_vectors(c.num_layers, c.hidden_size)? else {
                     return Ok(Vec::new());
                 };
-                let norms: Vec<f32> = v.square().sum_dim(1).sqrt().into_data().iter::<f32>().collect();
+                let norms = crate::device::host_f32(v.square().sum_dim(1).sqrt(), "vector norms")?;
                 norms.into_iter().map(f64::from).collect()
             }
         })

@@ -123,7 +123,7 @@ pub fn micro_batch_loss(policy: &Policy, params: &WeightMap, batch: &LossBatch, 
             settings.temperature,
         )?;
         let kl = kl_per_sequence(kind, out.logprobs, reference.logprobs, out.mask);
-        kl_sum = kl.clone().sum().cast(burn::tensor::DType::F64).into_scalar::<f64>();
+        kl_sum = f64::from(crate::device::host_f32(kl.clone().sum(), "KL")?[0]);
         loss = loss + kl.mul_scalar(coef);
     }
     Ok((loss.sum().div_scalar(settings.num_tokens.max(1) as f64), kl_sum))
@@ -283,7 +283,7 @@ pub fn train_step(
         };
         let tracked = policy.tracked();
         let (loss, kl) = micro_batch_loss(policy, &tracked, &batch, &settings)?;
-        loss_total += loss.clone().cast(burn::tensor::DType::F64).into_scalar::<f64>();
+        loss_total += f64::from(crate::device::host_f32(loss.clone(), "loss")?[0]);
         kl_total += kl;
         grads = Some(accumulate(grads, gradients(loss, &tracked)));
         progress.inc(chunk.len() as u64);
@@ -292,7 +292,7 @@ pub fn train_step(
     // 4. Clip, schedule, AdamW.
     let t0 = Instant::now();
     let grads = grads.unwrap_or_else(|| policy.params.map_flat(|_, t| t.zeros_like()));
-    let (grads, grad_norm) = optim::clip_grad_norm(grads, c.max_grad_norm);
+    let (grads, grad_norm) = optim::clip_grad_norm(grads, c.max_grad_norm)?;
     let warmup = optim::warmup_steps(c.warmup_ratio, ctx.total_steps);
     let lr = optim::warmup_lr(c.learning_rate, state.step, warmup);
     policy.params = AdamW::default().step(&policy.params, &grads, &mut state.optimizer, lr)?;
