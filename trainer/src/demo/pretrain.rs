@@ -26,7 +26,7 @@ use crate::demo::task::{self, Problem, ProblemStream, Split, Style, StyleMix, Ta
 use crate::demo::{fnv1a, tokenizer as demo_tokenizer};
 use crate::error::{Error, Result};
 use crate::model::prompt::PromptStyle;
-use crate::model::weights::{TensorSource, Weight, WeightMap};
+use crate::model::weights::{TensorSource, WeightMap};
 use crate::model::{BatchLayout, CausalLm, ModelConfig, ModelTokenizer};
 use crate::reward::{self, AnswerFormat};
 use crate::rollout::{self, GenerationRequest, SamplingParams};
@@ -382,31 +382,11 @@ impl Pretraining {
     /// One optimiser step on the next batch.
     pub fn step(&mut self) -> Result<StepReport> {
         let batch = self.next_batch()?;
-        let tracked = WeightMap(
-            self.params
-                .0
-                .iter()
-                .map(|(name, w)| {
-                    let w = match w {
-                        Weight::Matrix(t) => Weight::Matrix(t.clone().autodiff().require_grad()),
-                        Weight::Vector(t) => Weight::Vector(t.clone().autodiff().require_grad()),
-                    };
-                    (name.clone(), w)
-                })
-                .collect(),
-        );
+        let tracked = self.params.tracked();
         let loss = completion_loss(&self.lm.with_weights(&tracked)?, &batch)?;
         let grads = loss.backward();
         let loss = f64::from(loss.inner().into_scalar::<f32>());
-        let mut grad_map = WeightMap::default();
-        for (name, w) in &tracked.0 {
-            let g = match w {
-                Weight::Matrix(t) => t.grad(&grads).map(Weight::Matrix),
-                Weight::Vector(t) => t.grad(&grads).map(Weight::Vector),
-            };
-            let g = g.ok_or_else(|| Error::Backend(format!("no gradient reached `{name}`")))?;
-            grad_map.0.insert(name.clone(), g);
-        }
+        let grad_map = tracked.gradients(&grads);
         let (clipped, grad_norm) = clip_grad_norm(grad_map, self.config.max_grad_norm)?;
         let lr = self.learning_rate();
         self.params = self.config.optimizer.step(&self.params, &clipped, &mut self.state, lr)?;

@@ -338,6 +338,39 @@ impl WeightMap {
         self.0.values().map(Weight::numel).sum()
     }
 
+    /// Every weight as an autodiff leaf (tracked, so [`WeightMap::gradients`] finds it).
+    pub fn tracked(&self) -> Self {
+        Self(
+            self.0
+                .iter()
+                .map(|(k, w)| {
+                    let t = match w {
+                        Weight::Matrix(t) => Weight::Matrix(t.clone().autodiff().require_grad()),
+                        Weight::Vector(t) => Weight::Vector(t.clone().autodiff().require_grad()),
+                    };
+                    (k.clone(), t)
+                })
+                .collect(),
+        )
+    }
+
+    /// The gradient of every tracked weight in `grads` (the result of `loss.backward()`); a
+    /// weight the loss does not reach gets zeros.
+    pub fn gradients(&self, grads: &burn::tensor::Gradients) -> Self {
+        Self(
+            self.0
+                .iter()
+                .map(|(name, w)| {
+                    let grad = match w {
+                        Weight::Matrix(t) => t.grad(grads).map(Weight::Matrix),
+                        Weight::Vector(t) => t.grad(grads).map(Weight::Vector),
+                    };
+                    (name.clone(), grad.unwrap_or_else(|| w.map_flat(|t| Tensor::zeros(t.dims(), &t.device().without_autodiff()))))
+                })
+                .collect(),
+        )
+    }
+
     /// Applies `f` to every weight's flat values.
     pub fn map_flat(&self, mut f: impl FnMut(&str, Tensor<1>) -> Tensor<1>) -> Self {
         Self(self.0.iter().map(|(k, w)| (k.clone(), w.map_flat(|t| f(k, t)))).collect())

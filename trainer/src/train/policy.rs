@@ -243,21 +243,9 @@ impl Policy {
         })
     }
 
-    /// The parameters as autodiff leaves (each tracked, so `grad` finds them).
+    /// The parameters as autodiff leaves (each tracked, so gradients reach them).
     pub fn tracked(&self) -> WeightMap {
-        WeightMap(
-            self.params
-                .0
-                .iter()
-                .map(|(k, w)| {
-                    let t = match w {
-                        Weight::Matrix(t) => Weight::Matrix(t.clone().autodiff().require_grad()),
-                        Weight::Vector(t) => Weight::Vector(t.clone().autodiff().require_grad()),
-                    };
-                    (k.clone(), t)
-                })
-                .collect(),
-        )
+        self.params.tracked()
     }
 
     /// The effective per-layer vectors `[L × H]` (steering, steering_rank) or the at-place vector,

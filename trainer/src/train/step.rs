@@ -17,7 +17,7 @@ use indicatif::ProgressBar;
 use shared::metrics::{MetricsLine, PhaseSeconds};
 
 use crate::error::{Error, Result};
-use crate::model::weights::{Weight, WeightMap};
+use crate::model::weights::WeightMap;
 use crate::model::ModelTokenizer;
 use crate::reward::{self, AnswerFormat};
 use crate::rl::completion_logprobs;
@@ -132,20 +132,7 @@ pub fn micro_batch_loss(policy: &Policy, params: &WeightMap, batch: &LossBatch, 
 /// The gradients of `loss` with respect to the tracked parameters (zero for a parameter the loss
 /// does not reach).
 pub fn gradients(loss: Tensor<1>, tracked: &WeightMap) -> WeightMap {
-    let backward = loss.backward();
-    WeightMap(
-        tracked
-            .0
-            .iter()
-            .map(|(name, w)| {
-                let grad = match w {
-                    Weight::Matrix(t) => t.grad(&backward).map(Weight::Matrix),
-                    Weight::Vector(t) => t.grad(&backward).map(Weight::Vector),
-                };
-                (name.clone(), grad.unwrap_or_else(|| w.map_flat(|t| Tensor::zeros(t.dims(), &t.device().without_autodiff()))))
-            })
-            .collect(),
-    )
+    tracked.gradients(&loss.backward())
 }
 
 /// KL of each sequence from per-token log-probabilities `logp`, `ref_logp` and `mask` `[B, T]`.
