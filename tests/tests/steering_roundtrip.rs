@@ -52,6 +52,7 @@ fn saved_and_imported_vectors_reproduce_transformers_steered_generation() {
             stop_token_ids: Vec::new(),
             pad_token_id: 0,
             max_batch_rows: 2,
+            prompt_keys: None,
         };
         let generation = generate(&lm, &steering, &[], &request, &ProgressBar::hidden()).unwrap();
         let tokens: Vec<Vec<u32>> = generation.completions.into_iter().map(|c| c.tokens).collect();

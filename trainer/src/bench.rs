@@ -129,6 +129,7 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
         stop_token_ids: Vec::new(),
         pad_token_id: 0,
         max_batch_rows: bench.batch,
+        prompt_keys: None,
     };
     rollout::generate(&lm, &Steering::None, &[], &request(4), &ProgressBar::hidden())?;
     let start = Instant::now();

@@ -169,6 +169,7 @@ fn the_committed_demo_model_answers_an_easy_problem_with_a_boxed_answer() {
         stop_token_ids: tokenizer.stop_token_ids(&lm.config.eos_token_ids),
         pad_token_id: tokenizer.pad_token_id(),
         max_batch_rows: 1,
+        prompt_keys: None,
     };
     let generation = rollout::generate(&lm, &Steering::None, &[], &request, &indicatif::ProgressBar::hidden()).unwrap();
     let completion = &generation.completions[0];

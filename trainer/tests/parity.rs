@@ -90,6 +90,7 @@ fn check_greedy(name: &str, steered: bool) {
         stop_token_ids: Vec::new(),
         pad_token_id: 0,
         max_batch_rows: 8,
+        prompt_keys: None,
     };
     let generation = generate(&lm, &steering, &[], &request, &ProgressBar::hidden()).unwrap();
     let actual: Vec<Vec<u32>> = generation.completions.into_iter().map(|c| c.tokens).collect();

@@ -345,6 +345,7 @@ fn warm_up(
         stop_token_ids: Vec::new(),
         pad_token_id: model.tokenizer.pad_token_id(),
         max_batch_rows: settings.batch_rows,
+        prompt_keys: None,
     };
     let start = std::time::Instant::now();
     rollout::generate(model.lm, model.steering, model.interventions, &request, &indicatif::ProgressBar::hidden())?;

@@ -104,6 +104,7 @@ pub fn run(args: &GenerateArgs, quiet: bool) -> anyhow::Result<()> {
         stop_token_ids: tokenizer.stop_token_ids(&lm.config.eos_token_ids),
         pad_token_id: tokenizer.pad_token_id(),
         max_batch_rows: args.batch_size,
+        prompt_keys: None,
     };
     let total = (request.prompts.len() * args.n * args.max_new_tokens) as u64;
     let bar = super::progress_bar(total, "generating", quiet);

@@ -469,6 +469,7 @@ pub fn sampled_accuracy(
         stop_token_ids: tokenizer.stop_token_ids(&lm.config.eos_token_ids),
         pad_token_id: tokenizer.pad_token_id(),
         max_batch_rows: 256,
+        prompt_keys: None,
     };
     let generation = rollout::generate(lm, steering, &[], &request, &indicatif::ProgressBar::hidden())?;
     let mut correct = vec![0usize; rows.len()];

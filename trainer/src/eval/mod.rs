@@ -355,6 +355,9 @@ pub fn evaluate_benchmark(
             stop_token_ids: stop_token_ids.clone(),
             pad_token_id: model.tokenizer.pad_token_id(),
             max_batch_rows: settings.batch_rows,
+            // Streams keyed by the problem's index: the same samples however problems are
+            // batched, sharded or resumed.
+            prompt_keys: Some(chunk.iter().map(|&i| problems[i].index as u64).collect()),
         };
         let generation = rollout::generate(model.lm, model.steering, model.interventions, &request, &ProgressBar::hidden())?;
         outcome.generation_secs += generation.stats.prefill_secs + generation.stats.decode_secs;

@@ -30,6 +30,10 @@ pub struct GenerationRequest {
     pub pad_token_id: u32,
     /// Most rows decoded together in one batch.
     pub max_batch_rows: usize,
+    /// The key of each prompt's random streams (with the sample index); `None`: its position in
+    /// `prompts`. Stable keys (e.g. dataset indices) make sampled results independent of how
+    /// problems are batched, sharded or resumed.
+    pub prompt_keys: Option<Vec<u64>>,
 }
 
 /// One generated completion.
@@ -88,6 +92,13 @@ pub fn generate(
     progress: &ProgressBar,
 ) -> Result<Generation> {
     request.sampling.validate()?;
+    if request.prompt_keys.as_ref().is_some_and(|k| k.len() != request.prompts.len()) {
+        return Err(Error::InvalidArgument(format!(
+            "{} prompts but {} stream keys",
+            request.prompts.len(),
+            request.prompt_keys.as_ref().map_or(0, Vec::len)
+        )));
+    }
     if request.max_new_tokens.len() != request.prompts.len() {
         return Err(Error::InvalidArgument(format!(
             "{} prompts but {} token budgets",
@@ -136,7 +147,8 @@ fn generate_chunk(
     let (tokens, width, layout) = BatchLayout::left_pad(&prompts, request.pad_token_id);
     let b = rows.len();
     let mut cache = KvCache::new(&model.config, b, width + max_budget, device, model.dtype);
-    let mut streams: Vec<_> = rows.iter().map(|&(p, s)| request.sampling.stream(p, s)).collect();
+    let key = |p: usize| request.prompt_keys.as_ref().map_or(p as u64, |k| k[p]);
+    let mut streams: Vec<_> = rows.iter().map(|&(p, s)| request.sampling.stream(key(p), s)).collect();
     let mut completions: Vec<Completion> = rows
         .iter()
         .map(|&(prompt_index, sample_index)| Completion {

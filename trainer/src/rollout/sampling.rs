@@ -55,9 +55,9 @@ impl SamplingParams {
     }
 
     /// The random stream of one (prompt, sample) pair: independent of how rows are batched.
-    pub fn stream(&self, prompt_index: usize, sample_index: usize) -> ChaCha8Rng {
+    pub fn stream(&self, prompt_key: u64, sample_index: usize) -> ChaCha8Rng {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        rng.set_stream(((prompt_index as u64) << 24) ^ sample_index as u64);
+        rng.set_stream((prompt_key << 24) ^ sample_index as u64);
         rng
     }
 }

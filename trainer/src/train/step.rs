@@ -232,6 +232,7 @@ pub fn train_step(
         stop_token_ids: ctx.stop_token_ids.clone(),
         pad_token_id: ctx.pad_token_id,
         max_batch_rows: c.rollout_batch_size,
+        prompt_keys: Some(prompts.iter().map(|p| p.index as u64).collect()),
     };
     let generation = {
         let model = policy.model(&policy.params)?;

@@ -1,0 +1,43 @@
+//! Sampled generation keyed by stable prompt keys gives the same completions however the prompts
+//! are batched (what makes sharded, resumed and re-batched evaluations agree).
+
+mod common;
+
+use burn::tensor::DType;
+use common::{Reference, fixture};
+use indicatif::ProgressBar;
+use trainer::model;
+use trainer::rollout::{GenerationRequest, SamplingParams, generate};
+use trainer::steering::Steering;
+
+#[test]
+fn keyed_sampling_does_not_depend_on_batching() {
+    let lm = model::load(&fixture("qwen2"), &common::device(), DType::F32).expect("fixture");
+    let prompts = Reference::load("qwen2").ids("prompt_ids");
+    let keys: Vec<u64> = (0..prompts.len() as u64).map(|i| 100 + 7 * i).collect();
+    let request = |prompts: Vec<Vec<u32>>, keys: Vec<u64>, rows: usize| GenerationRequest {
+        max_new_tokens: vec![12; prompts.len()],
+        prompts,
+        samples_per_prompt: 3,
+        sampling: SamplingParams { temperature: 1.0, seed: 5, ..SamplingParams::default() },
+        stop_token_ids: Vec::new(),
+        pad_token_id: 0,
+        max_batch_rows: rows,
+        prompt_keys: Some(keys),
+    };
+    let run = |r: GenerationRequest| -> Vec<Vec<u32>> {
+        generate(&lm, &Steering::None, &[], &r, &ProgressBar::hidden()).expect("generate").completions.into_iter().map(|c| c.tokens).collect()
+    };
+    let together = run(request(prompts.clone(), keys.clone(), 64));
+    let mut apart = Vec::new();
+    for (p, k) in prompts.iter().zip(&keys).rev() {
+        let mut one = run(request(vec![p.clone()], vec![*k], 2));
+        one.extend(apart);
+        apart = one;
+    }
+    assert_eq!(together, apart, "completions depend on batching");
+    let unkeyed = GenerationRequest { prompt_keys: None, ..request(prompts.clone(), keys, 64) };
+    assert_ne!(run(unkeyed), together, "keys select the streams");
+    let bad = GenerationRequest { prompt_keys: Some(vec![1]), ..request(prompts, vec![], 64) };
+    assert!(generate(&lm, &Steering::None, &[], &bad, &ProgressBar::hidden()).is_err());
+}
