@@ -166,8 +166,11 @@ impl EvalSummary {
     }
 }
 
-/// A float as Python's `str()` writes it for ordinary values: the shortest representation that
-/// reads back, with `.0` on integral values (`1.0`, `0.95`, `27.0`); `inf`, `nan` as Python.
+/// A float as Python's `str()` / `repr()` writes it: the shortest digits that read back,
+/// positional for decimal exponents in [−4, 16) with `.0` on integral values (`1.0`, `0.95`,
+/// `27.0`, `0.0005`), else scientific with a sign and at least two exponent digits (`5e-05`,
+/// `1e+16`); `inf`, `nan` as Python. Used for sampling folders, answers cast to text, and the
+/// learning rate in run names (reference §2.3).
 pub fn python_float(x: f64) -> String {
     if x.is_nan() {
         return "nan".into();
@@ -175,8 +178,16 @@ pub fn python_float(x: f64) -> String {
     if x.is_infinite() {
         return if x > 0.0 { "inf".into() } else { "-inf".into() };
     }
-    let s = format!("{x}");
-    if s.contains(['.', 'e']) { s } else { format!("{s}.0") }
+    let sci = format!("{x:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if x == 0.0 || (-4..16).contains(&exp) {
+        let s = format!("{x}");
+        if s.contains('.') { s } else { format!("{s}.0") }
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    }
 }
 
 /// The folder of a sampling setting, as the reference names it: `temp_1.0_top_p_1.0`.
@@ -224,34 +235,14 @@ pub struct RecordsRead {
 /// Reads `<bench>.jsonl` leniently: a bad line (e.g. a truncated last line of a running
 /// evaluation) is reported and skipped; blank lines are ignored.
 pub fn read_records(bytes: &[u8], what: &str) -> RecordsRead {
-    let mut out = RecordsRead::default();
-    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match EvalRecord::from_json(line, &format!("{what} line {}", i + 1)) {
-            Ok(r) => out.records.push(r),
-            Err(e) => out.errors.push(e.to_string()),
-        }
-    }
-    out
+    let (records, errors) = crate::version::read_json_lines(bytes, what, EvalRecord::from_json);
+    RecordsRead { records, errors }
 }
 
 impl Versioned for EvalRecord {
     fn from_json(bytes: &[u8], what: &str) -> Result<Self, FormatError> {
-        // A record line may omit `format_version` (it defaults to 1); a present one is checked.
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| FormatError::Json {
-                what: what.to_owned(),
-                message: e.to_string(),
-            })?;
-        if value.get("format_version").is_some() {
-            crate::version::check_version(&value, what)?;
-        }
-        serde_json::from_value(value).map_err(|e| FormatError::Json {
-            what: what.to_owned(),
-            message: e.to_string(),
-        })
+        // A line may omit `format_version` (it defaults to 1); a present one is checked.
+        crate::version::parse_versioned(bytes, what, false)
     }
 }
 
@@ -306,6 +297,31 @@ mod tests {
         assert_eq!(sampling_dir(0.0, 0.95), "temp_0.0_top_p_0.95");
         assert_eq!(python_float(0.6), "0.6");
         assert_eq!(seed_dir(2), "eval_seed-2");
+    }
+
+    #[test]
+    fn python_float_matches_python_for_the_reference_learning_rates_and_extremes() {
+        let cases = [
+            (1e-3, "0.001"),
+            (5e-4, "0.0005"),
+            (1e-4, "0.0001"),
+            (5e-5, "5e-05"),
+            (1e-6, "1e-06"),
+            (3e-2, "0.03"),
+            (0.1, "0.1"),
+            (1.0, "1.0"),
+            (2e-6, "2e-06"),
+            (8e-5, "8e-05"),
+            (1.5e-7, "1.5e-07"),
+            (1e16, "1e+16"),
+            (123.25, "123.25"),
+            (27.0, "27.0"),
+            (0.0, "0.0"),
+            (f64::NEG_INFINITY, "-inf"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(python_float(x), want, "{x}");
+        }
     }
 
     #[test]

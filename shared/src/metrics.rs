@@ -88,18 +88,8 @@ pub struct MetricsLine {
 
 impl Versioned for MetricsLine {
     fn from_json(bytes: &[u8], what: &str) -> Result<Self, FormatError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| FormatError::Json {
-                what: what.to_owned(),
-                message: e.to_string(),
-            })?;
-        if value.get("format_version").is_some() {
-            crate::version::check_version(&value, what)?;
-        }
-        serde_json::from_value(value).map_err(|e| FormatError::Json {
-            what: what.to_owned(),
-            message: e.to_string(),
-        })
+        // A line may omit `format_version` (it defaults to 1); a present one is checked.
+        crate::version::parse_versioned(bytes, what, false)
     }
 }
 
@@ -168,17 +158,8 @@ pub struct MetricsRead {
 
 /// Reads `metrics.jsonl` leniently (a run being written may end in a partial line).
 pub fn read_metrics(bytes: &[u8], what: &str) -> MetricsRead {
-    let mut out = MetricsRead::default();
-    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match MetricsLine::from_json(line, &format!("{what} line {}", i + 1)) {
-            Ok(l) => out.lines.push(l),
-            Err(e) => out.errors.push(e.to_string()),
-        }
-    }
-    out
+    let (lines, errors) = crate::version::read_json_lines(bytes, what, MetricsLine::from_json);
+    MetricsRead { lines, errors }
 }
 
 #[cfg(test)]

@@ -48,22 +48,46 @@ pub enum FormatError {
 pub trait Versioned: Sized + for<'de> Deserialize<'de> + Serialize {
     /// Reads one value from JSON bytes, checking `format_version` first.
     fn from_json(bytes: &[u8], what: &str) -> Result<Self, FormatError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| FormatError::Json {
-                what: what.to_owned(),
-                message: e.to_string(),
-            })?;
-        check_version(&value, what)?;
-        serde_json::from_value(value).map_err(|e| FormatError::Json {
-            what: what.to_owned(),
-            message: e.to_string(),
-        })
+        parse_versioned(bytes, what, true)
     }
 
     /// Writes the value as pretty JSON.
     fn to_json_pretty(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
+}
+
+/// Parses JSON bytes as `T` after checking `format_version`; with `version_required` false a
+/// missing version is accepted (lines of JSON-lines formats, where it defaults to the current
+/// one), a present one is still checked.
+pub fn parse_versioned<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str, version_required: bool) -> Result<T, FormatError> {
+    let json_error = |e: serde_json::Error| FormatError::Json { what: what.to_owned(), message: e.to_string() };
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(json_error)?;
+    if version_required || value.get("format_version").is_some() {
+        check_version(&value, what)?;
+    }
+    serde_json::from_value(value).map_err(json_error)
+}
+
+/// Reads a JSON-lines file leniently: every non-blank line is parsed with `parse`; a bad line
+/// (e.g. the partial last line of a file being written) is reported as one message
+/// (`<what> line N: …`) and skipped. Returns the values in file order and the messages.
+pub fn read_json_lines<T>(
+    bytes: &[u8],
+    what: &str,
+    parse: impl Fn(&[u8], &str) -> Result<T, FormatError>,
+) -> (Vec<T>, Vec<String>) {
+    let (mut values, mut errors) = (Vec::new(), Vec::new());
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match parse(line, &format!("{what} line {}", i + 1)) {
+            Ok(v) => values.push(v),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    (values, errors)
 }
 
 /// Checks the `format_version` field of a parsed JSON object.

@@ -391,7 +391,7 @@ impl TrainConfig {
     /// Run name of reference §2.3: `seed-{seed}_lr-{lr}` (Python float repr), plus
     /// `_append_to_True` when `append_to`.
     pub fn run_name(&self) -> String {
-        let mut name = format!("seed-{}_lr-{}", self.seed, python_float_repr(self.learning_rate));
+        let mut name = format!("seed-{}_lr-{}", self.seed, shared::eval::python_float(self.learning_rate));
         if self.append_to {
             name.push_str("_append_to_True");
         }
@@ -423,24 +423,6 @@ fn stem(path: &Path) -> String {
     name
 }
 
-/// Python's `repr(float)`: the shortest round-trip digits, positional for decimal exponents in
-/// [−4, 16), else scientific with a sign and at least two exponent digits (`5e-05`, `1e+16`).
-pub fn python_float_repr(x: f64) -> String {
-    if !x.is_finite() {
-        return if x.is_nan() { "nan".into() } else if x > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    let sci = format!("{x:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if x == 0.0 || (-4..16).contains(&exp) {
-        let s = format!("{x}");
-        if s.contains('.') { s } else { format!("{s}.0") }
-    } else {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,28 +432,6 @@ mod tests {
     fn parse_text(text: &str, overrides: &[&str]) -> Result<TrainConfig> {
         let o: Vec<String> = overrides.iter().map(|s| (*s).to_owned()).collect();
         parse(text, Path::new("test.yml"), &o)
-    }
-
-    #[test]
-    fn python_float_repr_matches_python_for_the_reference_learning_rates() {
-        let cases = [
-            (1e-3, "0.001"),
-            (5e-4, "0.0005"),
-            (1e-4, "0.0001"),
-            (5e-5, "5e-05"),
-            (1e-6, "1e-06"),
-            (3e-2, "0.03"),
-            (0.1, "0.1"),
-            (1.0, "1.0"),
-            (2e-6, "2e-06"),
-            (8e-5, "8e-05"),
-            (1.5e-7, "1.5e-07"),
-            (1e16, "1e+16"),
-            (123.25, "123.25"),
-        ];
-        for (x, want) in cases {
-            assert_eq!(python_float_repr(x), want, "{x}");
-        }
     }
 
     #[test]
