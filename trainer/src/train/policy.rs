@@ -253,9 +253,10 @@ impl Policy {
     pub fn steering_file(&self, metadata: SteeringMetadata) -> Result<Option<SteeringFile>> {
         let c = &self.base.config;
         let host = |t: Tensor<1>| crate::device::host_f32(t, "steering vectors");
-        Ok(match self.steering(&self.params)? {
+        let steering = self.steering(&self.params)?;
+        Ok(match steering {
             Steering::PerLayer(_) | Steering::LowRank { .. } => {
-                let Some(v) = self.steering(&self.params)?.layer_vectors(c.num_layers, c.hidden_size)? else {
+                let Some(v) = steering.layer_vectors(c.num_layers, c.hidden_size)? else {
                     return Ok(None);
                 };
                 Some(SteeringFile {
