@@ -2,7 +2,7 @@
 """Writes configs/train/rl/<model>/<dataset>/<setup>.yml from the reference system's config
 catalogue (original-system.md §11): DeepScaleR runs (§11.1) and the legacy GSM8K / MATH runs
 (§11.2). Run from the repository root: `python3 configs/train/make_configs.py`.
-Every written file is parsed by the trainer's tests (trainer/tests/configs.rs)."""
+Every written file is parsed by the trainer's tests (trainer/tests/train.rs)."""
 
 from pathlib import Path
 
@@ -105,6 +105,22 @@ def main():
                 if model == "llama3.1-8b-chat" and dataset == "gsm8k" and setup == "steering":
                     fields["steering_at_layer"] = 16
                 write(model, dataset, setup, fields, f"{model} on {dataset}, {setup} (legacy P1 run, reference §11.2)")
+    # Models the reference never ran on GSM8K / MATH: the legacy recipe of §11.2 (G = 16, micro-batch
+    # 8, 3 epochs, GRPO without std, k3 KL 0.01) with the model's DeepScaleR steering learning rate.
+    for model, (path, template, stop, _, setups) in DEEPSCALER.items():
+        if model in LEGACY:
+            continue
+        for dataset in LEGACY_DATA:
+            fields = {"model_path": path, "dataset_path": LEGACY_DATA[dataset], "dataset_name": dataset,
+                      "training_setup": "steering", "learning_rate": setups["steering"][0], "seed": 0,
+                      "prompts_per_step": 32, "num_generations": 16, "batch_size": 8,
+                      "num_train_epochs": 3, "warmup_ratio": 0.03, "max_grad_norm": 2.0,
+                      "max_seq_length": 1024, "num_evals": 6, "save_total_limit": 5,
+                      "reward_processor_type": "grpo_no_std", "kl_coef": 0.01,
+                      "kl_type": "shulman_token_level", "stop_token": stop,
+                      "template_type": template, "precision": "bf16", "output_dir": "train_output"}
+            write(model, dataset, "steering", fields,
+                  f"{model} on {dataset}, steering (no reference run: the §11.2 recipe with the model's §11.1 learning rate)")
 
 
 if __name__ == "__main__":

@@ -69,7 +69,8 @@ pub struct MetricsLine {
     /// KL term, when `kl_coef ≠ 0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kl: Option<f64>,
-    /// L2 norm of each layer's steering vector after the step (empty for LoRA / full tune).
+    /// L2 norm of each trained layer's steering vector after the step (for LoRA: of each adapted
+    /// layer's `B`; empty for full fine-tuning).
     #[serde(default)]
     pub vector_norms: Vec<f64>,
     /// Seconds per phase.
@@ -78,7 +79,8 @@ pub struct MetricsLine {
     /// Generated tokens per second in this step.
     #[serde(default)]
     pub tokens_per_second: f64,
-    /// Peak accelerator memory in bytes, when known.
+    /// Peak accelerator memory in bytes, when known: the most that burn's memory pool held on any
+    /// device after the step's rollouts, after its gradients and at its end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory_bytes: Option<u64>,
     /// Any further numeric metrics (kept, shown in the training-curves figure).

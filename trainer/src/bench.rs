@@ -1,17 +1,19 @@
 //! Benchmarks on random weights at the real shapes of the models the reference system uses (no
-//! download): generation throughput for now. Results are measured on the machine that runs them
-//! and recorded in docs/performance.md.
+//! download): generation throughput with a profile of one decode step and the copy-bandwidth
+//! roofline, the RL training micro-step (forward, backward to the trainable parameters, AdamW),
+//! and whole GRPO steps on one or several devices. Results are measured on the machine that runs
+//! them and recorded in docs/performance.md.
 
 use std::time::Instant;
 
-use burn::tensor::{DType, Device};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::model::config::{Architecture, Llama3RopeScaling, ModelConfig, RopeConfig};
-use crate::model::{CausalLm, RandomWeights};
-use crate::rollout::{self, GenerationRequest, SamplingParams};
+use crate::model::{BatchLayout, CausalLm, KvCache, RandomWeights};
+use crate::rollout::{self, GenerationRequest, SamplingParams, sampling};
 use crate::steering::Steering;
 
 /// The model shapes with presets.
@@ -65,11 +67,46 @@ impl Shape {
     }
 }
 
+/// The shape a benchmark runs at: a preset, or the `config.json` of any supported model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ShapeSpec {
+    /// A preset shape.
+    Preset(Shape),
+    /// A Hugging Face `config.json` (its weights are not read).
+    ConfigFile(std::path::PathBuf),
+}
+
+impl std::str::FromStr for ShapeSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        if let Ok(preset) = <Shape as clap::ValueEnum>::from_str(s, true) {
+            return Ok(Self::Preset(preset));
+        }
+        let path = std::path::PathBuf::from(s);
+        if path.extension().is_some_and(|e| e == "json") {
+            return Ok(Self::ConfigFile(path));
+        }
+        Err(format!("`{s}` is neither a preset (qwen2.5-math-1.5b, qwen2.5-math-7b, llama3.1-8b) nor a config.json path"))
+    }
+}
+
+impl ShapeSpec {
+    /// The model configuration: the preset's, or the file's.
+    pub fn config(&self) -> Result<ModelConfig> {
+        match self {
+            Self::Preset(shape) => Ok(shape.config()),
+            Self::ConfigFile(path) => ModelConfig::from_json(path, &crate::model::config::read_json(path)?),
+        }
+    }
+}
+
 /// Settings of the generation benchmark.
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerateBench {
     /// Model shape.
-    pub shape: Shape,
+    pub shape: ShapeSpec,
     /// Prompts decoded together.
     pub batch: usize,
     /// Tokens per prompt.
@@ -80,6 +117,8 @@ pub struct GenerateBench {
     pub temperature: f32,
     /// Seed of weights and sampling.
     pub seed: u64,
+    /// Also time the parts of a decode step and the copy bandwidth.
+    pub profile: bool,
 }
 
 /// What the generation benchmark measured.
@@ -103,6 +142,35 @@ pub struct GenerateReport {
     pub decode_step_ms: f64,
     /// Bytes the device allocator holds after the run, when the backend reports it.
     pub device_bytes_reserved: Option<u64>,
+    /// Bytes a mean decode step reads at least: every weight once (the tied embedding once, as
+    /// the output layer) plus the KV cache at the mean sequence length.
+    pub decode_bytes_per_step: f64,
+    /// Where a decode step's time goes, and the roofline (with `--profile`).
+    pub profile: Option<DecodeProfile>,
+}
+
+/// The parts of one decode step, each timed alone with a device synchronisation after it (means
+/// over `iterations` steps at the benchmark's batch and prompt length), and the bandwidth they
+/// are measured against.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecodeProfile {
+    /// Decode steps timed.
+    pub iterations: usize,
+    /// The transformer layers of one step (embedding, every layer with its KV-cache append and
+    /// attention, final norm), ms.
+    pub layers_ms: f64,
+    /// The output projection to the vocabulary (`[B, H] × [H, V]`), ms.
+    pub logits_ms: f64,
+    /// Sampling (softmax, inverse CDF, read-back of ids and log-probabilities), ms.
+    pub sample_ms: f64,
+    /// One MLP-shaped product `[B, H] × [H, I]` (the gate projection's shape) alone, ms.
+    pub mlp_matmul_ms: f64,
+    /// The weight bandwidth that product reaches, GB/s.
+    pub mlp_matmul_gbps: f64,
+    /// Device copy bandwidth (read + write of a 1 GiB buffer), GB/s.
+    pub copy_gbps: f64,
+    /// `decode_bytes_per_step / decode step time / copy bandwidth` of the timed run.
+    pub roofline_fraction: f64,
 }
 
 /// Runs the generation benchmark: one short warm-up, then the timed run.
@@ -110,7 +178,7 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     if bench.batch == 0 || bench.prompt_len == 0 || bench.new_tokens == 0 {
         return Err(Error::InvalidArgument("batch, prompt length and new tokens must be ≥ 1".into()));
     }
-    let config = bench.shape.config();
+    let config = bench.shape.config()?;
     let vocab = config.vocab_size as u64;
     device.seed(bench.seed);
     let start = Instant::now();
@@ -136,6 +204,15 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     let generation = rollout::generate(&lm, &Steering::None, &[], &request(bench.new_tokens), progress)?;
     let total_secs = start.elapsed().as_secs_f64();
     let stats = generation.stats;
+    let decode_step_ms = 1e3 * stats.decode_secs / stats.decode_steps.max(1) as f64;
+    let decode_bytes_per_step = decode_bytes(&lm, bench.batch, bench.prompt_len + bench.new_tokens / 2, dtype);
+    let profile = if bench.profile {
+        let mut profile = decode_profile(&lm, &prompts, bench, progress)?;
+        profile.roofline_fraction = decode_bytes_per_step / (decode_step_ms * 1e-3) / (profile.copy_gbps * 1e9);
+        Some(profile)
+    } else {
+        None
+    };
     Ok(GenerateReport {
         settings: bench.clone(),
         dtype: format!("{dtype:?}"),
@@ -144,7 +221,323 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
         tokens_per_sec: stats.generated_tokens as f64 / total_secs,
         total_secs,
         prefill_secs: stats.prefill_secs,
-        decode_step_ms: 1e3 * stats.decode_secs / stats.decode_steps.max(1) as f64,
+        decode_step_ms,
+        device_bytes_reserved: device.memory_pool_usage().map(|u| u.bytes_reserved),
+        decode_bytes_per_step,
+        profile,
+    })
+}
+
+/// Bytes of one decode step at sequence length `len`: all weights once (the embedding matrix is
+/// read as the output layer; the input lookup reads `batch` rows) and keys and values of `len`
+/// positions per row and layer.
+pub fn decode_bytes(lm: &CausalLm, batch: usize, len: usize, dtype: DType) -> f64 {
+    let c = &lm.config;
+    let weights: usize = lm.named_weights().numel();
+    let kv = 2 * c.num_layers * batch * c.num_kv_heads * c.head_dim * len;
+    ((weights + kv) * dtype.size()) as f64
+}
+
+fn sync(device: &Device) -> Result<()> {
+    device.sync().map_err(|e| Error::Backend(format!("device synchronisation: {e:?}")))
+}
+
+/// Seconds of `f` (with a device synchronisation) averaged over `n` runs after one warm-up run.
+fn time_synced(device: &Device, n: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    sync(device)?;
+    let start = Instant::now();
+    for _ in 0..n {
+        f()?;
+    }
+    sync(device)?;
+    Ok(start.elapsed().as_secs_f64() / n.max(1) as f64)
+}
+
+/// Device copy bandwidth in GB/s: `y = x + 1` over 2^28 f32 (1 GiB read, 1 GiB written).
+pub fn copy_bandwidth(device: &Device) -> Result<f64> {
+    let n = 1usize << 28;
+    let x = Tensor::<1>::ones([n], (device, DType::F32));
+    let mut keep = None;
+    let secs = time_synced(device, 5, || {
+        keep = Some(x.clone().add_scalar(1.0));
+        Ok(())
+    })?;
+    drop(keep);
+    Ok(2.0 * (n * 4) as f64 / secs / 1e9)
+}
+
+/// Times the parts of a decode step at the benchmark's shape: the prompts are prefilled, then
+/// each part runs alone (synchronised) for a few steps.
+fn decode_profile(lm: &CausalLm, prompts: &[Vec<u32>], bench: &GenerateBench, progress: &ProgressBar) -> Result<DecodeProfile> {
+    let device = &lm.device;
+    let iterations = 8;
+    let b = prompts.len();
+    let (tokens, width, layout) = BatchLayout::left_pad(prompts, 0);
+    let ids = |values: Vec<u32>, shape: [usize; 2]| {
+        Tensor::<2, Int>::from_data(TensorData::new(values.into_iter().map(i64::from).collect::<Vec<_>>(), shape), device)
+    };
+    let mut cache = KvCache::new(&lm.config, b, width + 2 * iterations + 2, device, lm.dtype);
+    let out = lm.forward(ids(tokens, [b, width]), &layout, Some(&mut cache), &Steering::None, &[])?;
+    let h = lm.config.hidden_size;
+    let last = out.hidden.narrow(1, width - 1, 1);
+    sync(device)?;
+    progress.set_message("profiling");
+    let next: Vec<u32> = (0..b as u32).collect();
+    let mut hidden = last.clone();
+    let layers = time_synced(device, iterations, || {
+        hidden = lm.forward(ids(next.clone(), [b, 1]), &layout, Some(&mut cache), &Steering::None, &[])?.hidden;
+        Ok(())
+    })?;
+    let mut logits = lm.logits(hidden.clone()).reshape([b, lm.config.vocab_size]);
+    let logits_secs = time_synced(device, iterations, || {
+        logits = lm.logits(hidden.clone()).reshape([b, lm.config.vocab_size]);
+        Ok(())
+    })?;
+    let params = SamplingParams { temperature: bench.temperature, top_p: 1.0, top_k: None, seed: bench.seed };
+    let uniforms = vec![0.5; b];
+    let sample = time_synced(device, iterations, || {
+        sampling::sample(logits.clone(), &params, &uniforms, device).map(|_| ())
+    })?;
+    let i = lm.config.intermediate_size;
+    let x = Tensor::<2>::ones([b, h], (device, lm.dtype));
+    let w = Tensor::<2>::ones([h, i], (device, lm.dtype)).mul_scalar(0.01);
+    let mut y = None;
+    let mlp = time_synced(device, 4 * iterations, || {
+        y = Some(x.clone().matmul(w.clone()));
+        Ok(())
+    })?;
+    drop(y);
+    Ok(DecodeProfile {
+        iterations,
+        layers_ms: 1e3 * layers,
+        logits_ms: 1e3 * logits_secs,
+        sample_ms: 1e3 * sample,
+        mlp_matmul_ms: 1e3 * mlp,
+        mlp_matmul_gbps: (h * i * lm.dtype.size()) as f64 / mlp / 1e9,
+        copy_gbps: copy_bandwidth(device)?,
+        roofline_fraction: 0.0,
+    })
+}
+
+/// What a training micro-step benchmark trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BenchSetup {
+    /// One vector per layer (the product's subject).
+    Steering,
+    /// LoRA of rank 4 on every `down_proj`.
+    Lora,
+    /// Every weight.
+    FullModel,
+}
+
+/// Settings of the training micro-step benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainStepBench {
+    /// Model shape.
+    pub shape: ShapeSpec,
+    /// What is trained.
+    pub setup: BenchSetup,
+    /// Sequences per micro-step.
+    pub micro_batch: usize,
+    /// Tokens per sequence (one prompt token, the rest completion: the log-probabilities of
+    /// `seq_len − 1` tokens, as PyTorch's peer computes them).
+    pub seq_len: usize,
+    /// Timed micro-steps (after one untimed).
+    pub repeats: usize,
+    /// Seed of weights, tokens and advantages.
+    pub seed: u64,
+}
+
+/// What the training micro-step benchmark measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainStepReport {
+    /// The settings.
+    pub settings: TrainStepBench,
+    /// Compute dtype.
+    pub dtype: String,
+    /// Trainable parameters.
+    pub trainable_parameters: usize,
+    /// Seconds of the first (untimed: kernel compilation, autotuning) micro-step.
+    pub first_secs: f64,
+    /// Mean seconds of a timed micro-step: forward, loss, backward to the trainable parameters,
+    /// global-norm clip and AdamW, synchronised.
+    pub micro_step_secs: f64,
+    /// Tokens per second of the timed micro-steps.
+    pub tokens_per_sec: f64,
+    /// Bytes burn's memory pool holds after the micro-steps (its high-water mark).
+    pub device_bytes_reserved: Option<u64>,
+}
+
+/// Runs the training micro-step benchmark: random weights, random tokens and advantages, the
+/// trainer's own loss ([`micro_batch_loss`](crate::train::step::micro_batch_loss)), gradients
+/// and AdamW.
+pub fn train_step(bench: &TrainStepBench, device: &Device, dtype: DType) -> Result<TrainStepReport> {
+    use crate::train::config::LoraInit;
+    use crate::train::optim::{self, AdamW, AdamWState};
+    use crate::train::policy::{Policy, Setup};
+    use crate::train::step::{LossBatch, LossSettings, gradients, micro_batch_loss};
+    use rand::{Rng, SeedableRng};
+
+    if bench.micro_batch == 0 || bench.seq_len < 2 {
+        return Err(Error::InvalidArgument("micro batch must be ≥ 1 and sequence length ≥ 2".into()));
+    }
+    let config = bench.shape.config()?;
+    device.seed(bench.seed);
+    let base = CausalLm::load(config, &RandomWeights { std: 0.02 }, device, dtype)?;
+    let layers: Vec<usize> = (0..base.config.num_layers).collect();
+    let setup = match bench.setup {
+        BenchSetup::Steering => Setup::Steering { layers },
+        BenchSetup::Lora => Setup::Lora { rank: 4, layers, init: LoraInit::True },
+        BenchSetup::FullModel => Setup::FullModel,
+    };
+    let vocab = base.config.vocab_size as u32;
+    let mut policy = Policy::new(base, setup, bench.seed)?;
+    let mut optimizer = AdamWState::new(&policy.params);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(bench.seed);
+    let n_tok = bench.micro_batch * (bench.seq_len - 1);
+    let settings = LossSettings { pad_token_id: 0, temperature: 1.0, kl: None, num_tokens: n_tok };
+    let mut micro_step = || -> Result<f64> {
+        let batch = LossBatch {
+            prompts: (0..bench.micro_batch).map(|_| vec![rng.random_range(0..vocab)]).collect(),
+            completions: (0..bench.micro_batch).map(|_| (1..bench.seq_len).map(|_| rng.random_range(0..vocab)).collect()).collect(),
+            advantages: (0..bench.micro_batch).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect(),
+        };
+        let start = Instant::now();
+        let tracked = policy.tracked();
+        let (loss, _) = micro_batch_loss(&policy, &tracked, &batch, &settings)?;
+        let grads = gradients(loss, &tracked);
+        // The norm is read on the host: the synchronisation that ends the step.
+        let (grads, _) = optim::clip_grad_norm(grads, 1.0)?;
+        policy.params = AdamW::default().step(&policy.params, &grads, &mut optimizer, 1e-3)?;
+        sync(device)?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    let first_secs = micro_step()?;
+    let mut timed = 0.0;
+    for _ in 0..bench.repeats.max(1) {
+        timed += micro_step()?;
+    }
+    let micro_step_secs = timed / bench.repeats.max(1) as f64;
+    Ok(TrainStepReport {
+        settings: bench.clone(),
+        dtype: format!("{dtype:?}"),
+        trainable_parameters: policy.num_trainable(),
+        first_secs,
+        micro_step_secs,
+        tokens_per_sec: (bench.micro_batch * bench.seq_len) as f64 / micro_step_secs,
         device_bytes_reserved: device.memory_pool_usage().map(|u| u.bytes_reserved),
     })
+}
+
+/// Settings of the GRPO step benchmark on one or several devices.
+#[derive(Debug, Clone, Serialize)]
+pub struct RlStepBench {
+    /// Model shape.
+    pub shape: ShapeSpec,
+    /// Prompts per step (split over the workers).
+    pub prompts: usize,
+    /// Completions per prompt (G).
+    pub generations: usize,
+    /// Tokens per prompt.
+    pub prompt_len: usize,
+    /// New tokens per completion (no stop token: every completion runs to the budget).
+    pub new_tokens: usize,
+    /// Sequences per backward micro-batch.
+    pub micro_batch: usize,
+    /// Steps per worker count (the first is a warm-up with kernel compilation).
+    pub steps: usize,
+    /// Seed of weights and prompts.
+    pub seed: u64,
+}
+
+/// One worker count's steps.
+#[derive(Debug, Clone, Serialize)]
+pub struct RlStepRun {
+    /// Devices used.
+    pub workers: usize,
+    /// The metrics line of every step (phases in `seconds`).
+    pub steps: Vec<shared::metrics::MetricsLine>,
+    /// Seconds of the last step (warm).
+    pub last_step_secs: f64,
+    /// Completion tokens per second of the last step (generated, scored and differentiated).
+    pub last_step_tokens_per_sec: f64,
+}
+
+/// Runs whole GRPO steering steps (generation, rewards, forward-backward, AdamW; `reinforce`
+/// advantages so that every sequence carries a gradient) on the first `n` of `devices` for each
+/// `n` in `worker_counts`. Weights are random on the first device and copied to the others.
+pub fn rl_step(
+    bench: &RlStepBench,
+    devices: &[Device],
+    worker_counts: &[usize],
+    dtype: DType,
+    tokenizer: &crate::model::ModelTokenizer,
+) -> Result<Vec<RlStepRun>> {
+    use crate::parallel::SingleProcess;
+    use crate::train::optim::AdamWState;
+    use crate::train::policy::{Policy, Setup};
+    use crate::train::step::{StepContext, TrainPrompt, TrainState, train_step};
+
+    let Some(first) = devices.first() else {
+        return Err(Error::InvalidArgument("no device".into()));
+    };
+    if let Some(&n) = worker_counts.iter().find(|&&n| n == 0 || n > devices.len()) {
+        return Err(Error::InvalidArgument(format!("{n} workers asked for, {} devices given", devices.len())));
+    }
+    let yaml = format!(
+        "model_path: random\ndataset_path: random\ntraining_setup: steering\nlearning_rate: 0.001\n\
+         reward_processor_type: reinforce\nprompts_per_step: {}\nnum_generations: {}\nbatch_size: {}\n\
+         max_seq_length: {}\nwarmup_ratio: 0.0\nrollout_batch_size: {}\nseed: {}\n",
+        bench.prompts,
+        bench.generations,
+        bench.micro_batch,
+        bench.prompt_len + bench.new_tokens,
+        bench.prompts * bench.generations,
+        bench.seed
+    );
+    let config = crate::train::config::parse(&yaml, std::path::Path::new("(rl-step benchmark)"), &[])?;
+    first.seed(bench.seed);
+    let base = CausalLm::load(bench.shape.config()?, &RandomWeights { std: 0.02 }, first, dtype)?;
+    let weights = base.named_weights();
+    let mut bases = vec![base];
+    for device in &devices[1..] {
+        bases.push(CausalLm::load(bench.shape.config()?, &weights.to_device(device)?, device, dtype)?);
+    }
+    drop(weights);
+    let vocab = bases[0].config.vocab_size as u64;
+    let prompts: Vec<TrainPrompt> = (0..bench.prompts as u64)
+        .map(|p| TrainPrompt {
+            index: p as usize,
+            ids: (0..bench.prompt_len as u64).map(|i| ((p * 7919 + i * 104_729 + 13) % vocab) as u32).collect(),
+            answer: "1".into(),
+        })
+        .collect();
+    let ctx = StepContext {
+        config: &config,
+        tokenizer,
+        stop_token_ids: Vec::new(),
+        pad_token_id: 0,
+        answer_format: crate::reward::AnswerFormat::QwenMath,
+        total_steps: bench.steps as u64,
+    };
+    let mut runs = Vec::new();
+    for &n in worker_counts {
+        let layers: Vec<usize> = (0..bases[0].config.num_layers).collect();
+        let mut workers = bases[..n]
+            .iter()
+            .map(|b| Policy::new(b.clone(), Setup::Steering { layers: layers.clone() }, bench.seed))
+            .collect::<Result<Vec<_>>>()?;
+        let mut state = TrainState { step: 0, optimizer: AdamWState::new(&workers[0].params), baseline: Default::default() };
+        let mut steps = Vec::new();
+        for _ in 0..bench.steps.max(1) {
+            steps.push(train_step(&mut workers, &mut state, &ctx, &prompts, &SingleProcess, &ProgressBar::hidden())?);
+        }
+        let last = steps.last().map_or(0.0, |l| l.seconds.total);
+        let tokens = steps.last().and_then(|l| l.extra.get("num_completion_tokens")).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+        tracing::info!(workers = n, last_step_secs = last, "rl-step");
+        runs.push(RlStepRun { workers: n, last_step_secs: last, last_step_tokens_per_sec: tokens / last.max(1e-9), steps });
+    }
+    Ok(runs)
 }

@@ -69,7 +69,39 @@ impl Backend {
 
     /// Creates the device and checks that it computes in `precision`.
     pub fn device_for(self, precision: Precision) -> Result<Device> {
-        let device = self.device()?;
+        self.check_dtype(self.device()?, precision)
+    }
+
+    /// Device `index` of the backend (the index-th discrete GPU; on the CPU backend every index
+    /// is the same CPU device), checked to compute in `precision`.
+    pub fn device_at(self, index: usize, precision: Precision) -> Result<Device> {
+        let device = match self {
+            Self::Flex => Device::flex(),
+            Self::Wgpu => Device::wgpu(DeviceKind::DiscreteGpu(index)),
+            #[cfg(feature = "vulkan")]
+            Self::Vulkan => Device::vulkan(DeviceKind::DiscreteGpu(index)),
+            #[cfg(not(feature = "vulkan"))]
+            Self::Vulkan => return self.device(),
+        };
+        self.check_dtype(device, precision)
+    }
+
+    /// Number of devices of the backend on this machine (1 for the CPU backend).
+    pub fn device_count(self) -> Result<usize> {
+        Ok(match self {
+            Self::Flex => 1,
+            Self::Wgpu => Device::enumerate(burn::tensor::DeviceType::Wgpu).into_vec().len(),
+            #[cfg(feature = "vulkan")]
+            Self::Vulkan => Device::enumerate(burn::tensor::DeviceType::Vulkan).into_vec().len(),
+            #[cfg(not(feature = "vulkan"))]
+            Self::Vulkan => {
+                self.device()?;
+                0
+            }
+        })
+    }
+
+    fn check_dtype(self, device: Device, precision: Precision) -> Result<Device> {
         if !device.supports_dtype(precision.float_dtype()) {
             return Err(Error::InvalidArgument(format!(
                 "backend {self:?} cannot compute in {precision:?} on this machine; use --dtype f32{}",

@@ -11,6 +11,7 @@ pub mod error;
 pub mod eval;
 pub mod fsutil;
 pub mod model;
+pub mod parallel;
 pub mod reward;
 pub mod rl;
 pub mod rollout;

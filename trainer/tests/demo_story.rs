@@ -21,7 +21,7 @@ fn grpo_on_steering_vectors_raises_the_reward_on_the_demo_task() {
         dir.path().display()
     );
     let config = config::parse(&yaml, Path::new("demo.yml"), &[]).expect("config");
-    let options = RunOptions { backend: Backend::Flex, reporting: Reporting::Silent, max_steps_now: None };
+    let options = RunOptions { backend: Backend::Flex, devices: Default::default(), reporting: Reporting::Silent, max_steps_now: None };
     let outcome = run::train(Some(config), None, &options).expect("training");
     let bytes = std::fs::read(outcome.run_dir.join("metrics.jsonl")).expect("metrics");
     let lines = shared::metrics::read_metrics(&bytes, "metrics.jsonl").lines;

@@ -56,6 +56,7 @@ fn settings(temperature: f64, shard: Shard) -> EvalSettings {
         batch_rows: 8,
         save_text: true,
         shard,
+        stop_token: None,
     }
 }
 
@@ -298,4 +299,31 @@ fn an_at_place_vector_file_steers_that_place() {
     let steered = eval::evaluate_benchmark(&f.model(&steering), &job, &s, &out, &ProgressBar::hidden()).unwrap();
     let texts = |p: &PathBuf| records(p).into_iter().map(|r| r.samples[0].text.clone()).collect::<Vec<_>>();
     assert_ne!(texts(&base.records_path), texts(&steered.records_path));
+}
+
+#[test]
+fn a_configured_stop_token_ends_completions_and_must_be_one_token() {
+    let f = Fixture::load();
+    let ps = problems(1);
+    let plain = run(&f, "gsm8k", &ps, 1, &settings(0.0, Shard::WHOLE), tempfile::tempdir().unwrap().path());
+    let first = &records(&plain.records_path)[0].samples[0];
+    let text = first.text.clone().unwrap();
+    // A token of the greedy completion, past its start, that is one token on its own.
+    let ids = f.tokenizer.encode(&text, false).unwrap();
+    let stop = ids[2..]
+        .iter()
+        .map(|&id| f.tokenizer.decode(&[id], false).unwrap())
+        .find(|t| f.tokenizer.encode(t, false).unwrap().len() == 1)
+        .expect("a single-token piece of the completion");
+    let root = tempfile::tempdir().unwrap();
+    let stopped = run(&f, "gsm8k", &ps, 1, &EvalSettings { stop_token: Some(stop.clone()), ..settings(0.0, Shard::WHOLE) }, root.path());
+    let sample = &records(&stopped.records_path)[0].samples[0];
+    assert!(sample.finished_with_stop, "{stop:?} did not stop {text:?}");
+    assert!(sample.num_tokens < first.num_tokens, "{} vs {}", sample.num_tokens, first.num_tokens);
+    assert!(sample.text.as_deref().unwrap().ends_with(&stop));
+    let job = BenchmarkJob { id: "gsm8k", problems: &ps, samples: 1 };
+    let bad = EvalSettings { stop_token: Some("two words".into()), ..settings(0.0, Shard::WHOLE) };
+    let steering = Steering::None;
+    let err = eval::evaluate_benchmark(&f.model(&steering), &job, &bad, &bad.output_dir(root.path()), &ProgressBar::hidden()).unwrap_err();
+    assert!(err.to_string().contains("must encode to exactly one token"), "{err}");
 }

@@ -195,7 +195,7 @@ fn train_config(dir: &Path, out: &str, extra: &[&str]) -> TrainConfig {
 }
 
 fn options(steps: Option<u64>) -> RunOptions {
-    RunOptions { backend: Backend::Flex, reporting: Reporting::Silent, max_steps_now: steps }
+    RunOptions { backend: Backend::Flex, devices: Default::default(), reporting: Reporting::Silent, max_steps_now: steps }
 }
 
 #[test]
@@ -296,4 +296,40 @@ fn every_training_config_under_configs_parses() {
         }
     }
     assert!(count >= 50, "found only {count} training configs");
+}
+
+#[test]
+fn only_the_newest_save_total_limit_checkpoints_are_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = train_config(dir.path(), "k", &["save_steps=1", "save_total_limit=2", "max_steps=3"]);
+    let outcome = run::train(Some(config), None, &options(None)).expect("3 steps");
+    let kept: Vec<u64> = checkpoint::list(&outcome.run_dir).expect("list").into_iter().map(|(step, _)| step).collect();
+    assert_eq!(kept, vec![2, 3]);
+    assert_eq!(outcome.last_checkpoint, Some(checkpoint::dir(&outcome.run_dir, 3)));
+}
+
+#[test]
+fn the_train_command_prints_json_lines_and_resumes_a_stopped_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = train_config(dir.path(), "cli", &["max_steps=2"]);
+    let path = dir.path().join("cli.yml");
+    std::fs::write(&path, serde_norway::to_string(&config).expect("yaml")).expect("write");
+    let trainer = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trainer")).args(args).output().expect("run trainer");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success(), stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, stdout, stderr) = trainer(&["train", "--config", path.to_str().expect("path"), "--steps", "1", "--json"]);
+    assert!(ok, "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!((lines.len(), lines[0]["step"].as_u64()), (1, Some(1)), "{stdout}");
+    assert!(stderr.contains("done: 1/2 steps"), "{stderr}");
+    let run_dir = config.run_dir();
+    let (ok, stdout, stderr) = trainer(&["train", "--resume", run_dir.to_str().expect("path"), "--json"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stderr.contains("done: 2/2 steps"), "{stderr}");
+    // A key of the wrong type is named.
+    let (ok, _, stderr) = trainer(&["train", "--config", path.to_str().expect("path"), "--set", "learning_rate=fast"]);
+    assert!(!ok && stderr.contains("learning_rate"), "{stderr}");
 }

@@ -1,9 +1,13 @@
 //! `trainer bench`: performance measurements on random weights at real model shapes.
 
+use std::path::PathBuf;
+
 use clap::{Args, Subcommand};
 
-use trainer::bench::{self, GenerateBench, Shape};
+use trainer::bench::{self, BenchSetup, GenerateBench, RlStepBench, ShapeSpec, TrainStepBench};
 use trainer::device::{Backend, Precision};
+use trainer::model::ModelTokenizer;
+use trainer::parallel::DeviceSelection;
 
 /// Arguments of `trainer bench`.
 #[derive(Debug, Args)]
@@ -13,14 +17,33 @@ pub struct BenchArgs {
     pub which: BenchCommand,
 }
 
+/// Where a benchmark runs.
+#[derive(Debug, Args)]
+pub struct BenchDevice {
+    /// Model shape (random weights): qwen2.5-math-1.5b, qwen2.5-math-7b, llama3.1-8b, or the path
+    /// of a Hugging Face config.json.
+    #[arg(long, default_value = "qwen2.5-math-1.5b")]
+    pub shape: ShapeSpec,
+    /// Seed of weights, tokens and sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value_t = Backend::Vulkan)]
+    pub backend: Backend,
+    /// Compute precision.
+    #[arg(long, value_enum, default_value_t = Precision::F16)]
+    pub dtype: Precision,
+}
+
 /// The benchmarks.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Batched sampled generation: tokens/s, prefill time, ms per decode step.
+    /// Batched sampled generation: tokens/s, prefill time, ms per decode step, bytes per step;
+    /// with --profile also the parts of a decode step, the copy bandwidth and the roofline fraction.
     Generate {
-        /// Model shape (random weights).
-        #[arg(long, value_enum, default_value_t = Shape::QwenMath1_5b)]
-        shape: Shape,
+        /// Shape, seed, backend, dtype.
+        #[command(flatten)]
+        on: BenchDevice,
         /// Prompts decoded together.
         #[arg(long, default_value_t = 64)]
         batch: usize,
@@ -33,35 +56,122 @@ pub enum BenchCommand {
         /// Sampling temperature (0 = greedy).
         #[arg(long, default_value_t = 1.0)]
         temperature: f32,
-        /// Seed of weights and sampling.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Compute backend.
-        #[arg(long, value_enum, default_value_t = Backend::Vulkan)]
-        backend: Backend,
-        /// Compute precision.
-        #[arg(long, value_enum, default_value_t = Precision::F16)]
-        dtype: Precision,
+        /// Time the parts of a decode step (layers, logits, sampling, one MLP-shaped product)
+        /// and the device copy bandwidth.
+        #[arg(long)]
+        profile: bool,
+    },
+    /// One RL training micro-step (forward, backward to the trainable parameters, clip, AdamW):
+    /// seconds, tokens/s, device memory.
+    TrainStep {
+        /// Shape, seed, backend, dtype.
+        #[command(flatten)]
+        on: BenchDevice,
+        /// What is trained.
+        #[arg(long, value_enum, default_value_t = BenchSetup::Steering)]
+        setup: BenchSetup,
+        /// Sequences per micro-step.
+        #[arg(long, default_value_t = 4)]
+        micro_batch: usize,
+        /// Tokens per sequence.
+        #[arg(long, default_value_t = 1024)]
+        seq_len: usize,
+        /// Timed micro-steps (after one untimed).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+    },
+    /// Whole GRPO steering steps (generation, rewards, forward-backward, AdamW) on 1, 2, …
+    /// devices: the data-parallel scaling.
+    RlStep {
+        /// Shape, seed, backend, dtype.
+        #[command(flatten)]
+        on: BenchDevice,
+        /// The devices (the first n are used for n workers).
+        #[arg(long, default_value = "0")]
+        devices: DeviceSelection,
+        /// Worker counts to measure, in order (default: 1 and every count of --devices).
+        #[arg(long, value_delimiter = ',')]
+        workers: Vec<usize>,
+        /// Prompts per step.
+        #[arg(long, default_value_t = 8)]
+        prompts: usize,
+        /// Completions per prompt.
+        #[arg(long, default_value_t = 8)]
+        generations: usize,
+        /// Tokens per prompt.
+        #[arg(long, default_value_t = 128)]
+        prompt_len: usize,
+        /// New tokens per completion.
+        #[arg(long, default_value_t = 64)]
+        new_tokens: usize,
+        /// Sequences per backward micro-batch.
+        #[arg(long, default_value_t = 4)]
+        micro_batch: usize,
+        /// Steps per worker count (the first includes kernel compilation).
+        #[arg(long, default_value_t = 2)]
+        steps: usize,
+        /// A tokenizer folder (decodes completions for the verifier).
+        #[arg(long, default_value = "trainer/demo-model")]
+        tokenizer: PathBuf,
     },
 }
 
-/// Runs `trainer bench`; prints one JSON line with the report.
+/// Runs `trainer bench`; prints one JSON line per report.
 pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
     match &args.which {
-        BenchCommand::Generate { shape, batch, prompt_len, new_tokens, temperature, seed, backend, dtype } => {
-            let device = backend.device_for(*dtype)?;
+        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile } => {
+            let device = on.backend.device_for(on.dtype)?;
             let settings = GenerateBench {
-                shape: *shape,
+                shape: on.shape.clone(),
                 batch: *batch,
                 prompt_len: *prompt_len,
                 new_tokens: *new_tokens,
                 temperature: *temperature,
-                seed: *seed,
+                seed: on.seed,
+                profile: *profile,
             };
             let bar = super::progress_bar((batch * new_tokens) as u64, "generating", quiet);
-            let report = bench::generate(&settings, &device, dtype.dtype(), &bar)?;
+            let report = bench::generate(&settings, &device, on.dtype.dtype(), &bar)?;
             bar.finish_and_clear();
             println!("{}", serde_json::to_string(&report)?);
+        }
+        BenchCommand::TrainStep { on, setup, micro_batch, seq_len, repeats } => {
+            let device = on.backend.device_for(on.dtype)?;
+            let settings = TrainStepBench {
+                shape: on.shape.clone(),
+                setup: *setup,
+                micro_batch: *micro_batch,
+                seq_len: *seq_len,
+                repeats: *repeats,
+                seed: on.seed,
+            };
+            println!("{}", serde_json::to_string(&bench::train_step(&settings, &device, on.dtype.dtype())?)?);
+        }
+        BenchCommand::RlStep { on, devices, workers, prompts, generations, prompt_len, new_tokens, micro_batch, steps, tokenizer } => {
+            let devices = devices.devices(on.backend, on.dtype)?;
+            let counts = if workers.is_empty() {
+                let mut counts = vec![1];
+                if devices.len() > 1 {
+                    counts.push(devices.len());
+                }
+                counts
+            } else {
+                workers.clone()
+            };
+            let settings = RlStepBench {
+                shape: on.shape.clone(),
+                prompts: *prompts,
+                generations: *generations,
+                prompt_len: *prompt_len,
+                new_tokens: *new_tokens,
+                micro_batch: *micro_batch,
+                steps: *steps,
+                seed: on.seed,
+            };
+            let tokenizer = ModelTokenizer::from_dir(tokenizer)?;
+            for run in bench::rl_step(&settings, &devices, &counts, on.dtype.dtype(), &tokenizer)? {
+                println!("{}", serde_json::json!({ "settings": settings, "run": run }));
+            }
         }
     }
     Ok(())

@@ -104,6 +104,9 @@ pub struct EvalArgs {
     /// tokenizer still comes from --model; results are filed under `random-<shape>`).
     #[arg(long, value_enum)]
     pub random_weights: Option<Shape>,
+    /// Devices and processes: one shard per device of every process, merged at the end.
+    #[command(flatten)]
+    pub parallel: super::ParallelArgs,
 }
 
 fn parse_shard(s: &str) -> Result<Shard, String> {
@@ -120,8 +123,49 @@ pub struct MergeArgs {
     pub remove_shards: bool,
 }
 
-/// Runs `trainer eval`; prints one JSON line per benchmark.
+/// Runs `trainer eval`; prints one JSON line per benchmark. With several devices or MPI ranks,
+/// device `d` of rank `r` evaluates shard `r·D + d` of `R·D`; rank 0 merges the shards when all
+/// are done and prints the merged lines.
 pub fn run(args: &EvalArgs, quiet: bool) -> anyhow::Result<()> {
+    let collective = args.parallel.collective()?;
+    let local = args.parallel.devices.count(args.backend)?;
+    let world = collective.size() * local;
+    if world == 1 {
+        let device = args.parallel.devices.devices(args.backend, args.dtype)?.remove(0);
+        for line in evaluate_on(args, device, args.shard.unwrap_or(Shard::WHOLE), quiet)?.1 {
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    if args.shard.is_some() {
+        bail!("--shard splits the work by hand; with {world} devices/processes the split is automatic: drop --shard");
+    }
+    let mut devices = args.parallel.devices.devices(args.backend, args.dtype)?;
+    let first = collective.rank() * local;
+    let outcomes = trainer::parallel::for_each_worker(&mut devices, |i, device| {
+        evaluate_on(args, device.clone(), Shard { index: first + i, count: world }, true)
+            .map_err(|e| trainer::Error::InvalidArgument(format!("shard {} of {world}: {e:#}", first + i)))
+    })?;
+    // Every shard of every process is written before rank 0 merges.
+    collective.all_reduce_sum(&mut [0.0])?;
+    if collective.rank() != 0 {
+        return Ok(());
+    }
+    let Some((dir, _)) = outcomes.first() else {
+        return Ok(());
+    };
+    if !outcomes.iter().any(|(_, lines)| lines.iter().any(|l| l["skipped"] != json!(true))) {
+        for line in &outcomes[0].1 {
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    run_merge(&MergeArgs { dir: dir.clone(), remove_shards: true })
+}
+
+/// Evaluates shard `shard` of every selected benchmark on `device`; returns the results folder
+/// and one JSON line per benchmark. A sharded run skips benchmarks whose merged results exist.
+fn evaluate_on(args: &EvalArgs, device: burn::tensor::Device, shard: Shard, quiet: bool) -> anyhow::Result<(PathBuf, Vec<serde_json::Value>)> {
     let mut config = EvalConfig::from_file(&args.config)?;
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
@@ -134,7 +178,6 @@ pub fn run(args: &EvalArgs, quiet: bool) -> anyhow::Result<()> {
             bail!("--benchmarks: `{id}` is not in {} (it has {})", args.config.display(), known.join(", "));
         }
     }
-    let device = args.backend.device_for(args.dtype)?;
     let tokenizer = ModelTokenizer::from_dir(&args.model)?;
     let lm = match args.random_weights {
         Some(shape) => {
@@ -167,14 +210,22 @@ pub fn run(args: &EvalArgs, quiet: bool) -> anyhow::Result<()> {
         prompt_style: PromptStyle { template: config.template, append_to },
         batch_rows: args.batch_rows.unwrap_or(config.batch_rows),
         save_text: config.save_text,
-        shard: args.shard.unwrap_or(Shard::WHOLE),
+        shard,
+        stop_token: config.stop_token.clone(),
     };
     let results = args.results.clone().or(checkpoint_root).unwrap_or_else(|| config.results.clone());
     let dir = settings.output_dir(&results);
     tracing::info!(dir = %dir.display(), temperature = settings.temperature, seed = settings.seed, "evaluating");
     let model = EvalModel { lm: &lm, tokenizer: &tokenizer, steering: &steering, interventions: &[] };
     let mut warmup = args.warmup;
+    let mut lines = Vec::new();
     for entry in benchmarks {
+        let merged = dir.join(Shard::WHOLE.summary_name(&entry.id));
+        if !shard.is_whole() && merged.is_file() {
+            tracing::info!(benchmark = %entry.id, path = %merged.display(), "merged results exist; skipped");
+            lines.push(json!({ "benchmark": entry.id, "summary": merged, "skipped": true }));
+            continue;
+        }
         let (split, mapping) = EvalConfig::split_and_mapping(entry);
         let mut problems = data::load(&config.paths_for(entry), &split, &mapping)?;
         if let Some(n) = args.limit {
@@ -218,9 +269,9 @@ pub fn run(args: &EvalArgs, quiet: bool) -> anyhow::Result<()> {
             "total_secs": outcome.total_secs,
             "tokens_per_sec": outcome.tokens_per_sec(),
         });
-        println!("{line}");
+        lines.push(line);
     }
-    Ok(())
+    Ok((dir, lines))
 }
 
 /// The model and steering of a `trainer train` checkpoint on top of `base`, the context of its

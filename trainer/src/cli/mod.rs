@@ -69,6 +69,40 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Where a command runs in parallel: `--devices` of this process and, with `--mpi`, the other
+/// processes of an MPI job.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ParallelArgs {
+    /// Devices of this process, one worker each: indices (`0,1,2,3`) or `all` (every GPU of the
+    /// backend). Training splits each step's prompts over them and sums the gradients;
+    /// evaluation runs one shard per device and merges. On the CPU backend the indices only
+    /// count workers, which share the cores.
+    #[arg(long, value_name = "0,1,...|all", default_value = "0")]
+    pub devices: trainer::parallel::DeviceSelection,
+    /// Join the MPI job this process was launched in (`mpirun -np N trainer ... --mpi`, or
+    /// Slurm's `srun`): every rank takes its share of the work; rank 0 writes the results.
+    /// Needs a binary built with `--features mpi`.
+    #[arg(long)]
+    pub mpi: bool,
+}
+
+impl ParallelArgs {
+    /// The processes of the job: this one alone, or the MPI world.
+    pub fn collective(&self) -> anyhow::Result<Box<dyn trainer::parallel::Collective>> {
+        if !self.mpi {
+            return Ok(Box::new(trainer::parallel::SingleProcess));
+        }
+        #[cfg(feature = "mpi")]
+        {
+            Ok(Box::new(trainer::parallel::mpi::MpiWorld::init()?))
+        }
+        #[cfg(not(feature = "mpi"))]
+        {
+            anyhow::bail!("--mpi: this binary was built without MPI; rebuild with `cargo build --release -p steerlab-trainer --features mpi`")
+        }
+    }
+}
+
 /// Sets up `tracing` output on stderr.
 pub fn init_logging(verbose: u8, quiet: bool) {
     let default = match (quiet, verbose) {

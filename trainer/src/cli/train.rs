@@ -30,9 +30,13 @@ pub struct TrainArgs {
     /// Stop after this many steps of this invocation (a checkpoint is written; resume later).
     #[arg(long, value_name = "N")]
     pub steps: Option<u64>,
-    /// Print one JSON metrics line per step on stdout (the default when stdout is not a terminal).
+    /// Print one JSON metrics line per step on stdout (the default when stderr, where the
+    /// progress bar goes, is not a terminal).
     #[arg(long)]
     pub json: bool,
+    /// Devices and processes.
+    #[command(flatten)]
+    pub parallel: super::ParallelArgs,
 }
 
 /// Runs `trainer train`.
@@ -48,8 +52,12 @@ pub fn run(args: &TrainArgs, quiet: bool) -> anyhow::Result<()> {
     } else {
         Reporting::Bar
     };
-    let options = RunOptions { backend: args.backend, reporting, max_steps_now: args.steps };
-    let outcome = run::train(config, args.resume.as_deref(), &options).context("training failed")?;
+    let collective = args.parallel.collective()?;
+    let options = RunOptions { backend: args.backend, devices: args.parallel.devices.clone(), reporting, max_steps_now: args.steps };
+    let outcome = run::train_in(config, args.resume.as_deref(), &options, collective.as_ref()).context("training failed")?;
+    if collective.rank() != 0 {
+        return Ok(());
+    }
     let status = if outcome.interrupted { "interrupted" } else { "done" };
     eprintln!(
         "{status}: {}/{} steps in {:.1} s; run {}{}",

@@ -119,6 +119,7 @@ fn evaluate(
         batch_rows: 512,
         save_text: true,
         shard: Shard::WHOLE,
+        stop_token: None,
     };
     let model = EvalModel { lm, tokenizer, steering, interventions: &[] };
     let job = BenchmarkJob { id: BENCHMARK, problems, samples: options.eval_samples };
@@ -154,12 +155,27 @@ pub fn run_demo(options: &DemoOptions, stage: &dyn Fn(&str)) -> Result<Vec<DemoR
             let config = train_config(options, setup, seed)?;
             stage(&format!("training {} (seed {seed}, {} steps)", setup.label, options.steps));
             let started = Instant::now();
-            let run_options = run::RunOptions { backend: options.backend, reporting: run::Reporting::Silent, max_steps_now: None };
+            let run_options = run::RunOptions {
+                backend: options.backend,
+                devices: crate::parallel::DeviceSelection::default(),
+                reporting: run::Reporting::Silent,
+                max_steps_now: None,
+            };
             let outcome = match run::train(None, Some(&config.run_dir()), &run_options) {
                 // A finished run of an earlier `trainer demo` is reused; otherwise start it.
                 Ok(done) if done.steps_done == done.total_steps && done.last_checkpoint.is_some() => done,
+                Ok(stopped) if stopped.interrupted => stopped,
                 _ => run::train(Some(config.clone()), None, &run_options)?,
             };
+            if outcome.interrupted {
+                return Err(Error::Run {
+                    path: outcome.run_dir,
+                    message: format!(
+                        "interrupted at step {} of {} (checkpoint written); run `trainer demo` again to resume",
+                        outcome.steps_done, outcome.total_steps
+                    ),
+                });
+            }
             row.train_seconds += started.elapsed().as_secs_f64();
             row.trainable_parameters = outcome.trainable_parameters;
             row.optimizer_bytes = outcome.optimizer_bytes;

@@ -64,6 +64,10 @@ pub struct EvalConfig {
     /// Keep the generated text in the records.
     #[serde(default = "yes")]
     pub save_text: bool,
+    /// The token that ends a completion (one token, e.g. `<|im_end|>`; reference `stop_token`);
+    /// default: the model's `generation_config.json` EOS ids.
+    #[serde(default)]
+    pub stop_token: Option<String>,
     /// The benchmarks, in evaluation order.
     pub benchmarks: Vec<BenchmarkEntry>,
 }

@@ -15,11 +15,10 @@
 //! sorted by problem index and followed by the summary, each atomically (temporary file, then
 //! rename). A benchmark whose summary exists and whose records are complete is skipped; an
 //! interrupted one keeps the records it has (same prompt, same number of samples) and generates
-//! the rest. Sampling is seeded by the eval seed; the random stream of a sample depends on the
-//! problem's position within its generation call, so greedy results are the same however the
-//! problems are batched or sharded (same tokens; log-probabilities equal up to float rounding,
-//! which depends on the padded batch shape), and sampled ones are reproducible for the same
-//! batching, shard and resume history.
+//! the rest. Sampling is seeded by the eval seed; the random stream of a sample is keyed by the
+//! problem's index in its benchmark and the sample's index, so results are the same however the
+//! problems are batched, sharded or resumed (same tokens, up to float rounding that depends on
+//! the padded batch shape and can, rarely, flip a sampled token at a near tie).
 
 pub mod config;
 mod merge;
@@ -194,6 +193,8 @@ pub struct EvalSettings {
     pub save_text: bool,
     /// Which part of each benchmark.
     pub shard: Shard,
+    /// A configured stop token (one token); `None`: the model's EOS ids.
+    pub stop_token: Option<String>,
 }
 
 impl EvalSettings {
@@ -343,7 +344,7 @@ pub fn evaluate_benchmark(
         top_k: settings.top_k,
         seed: settings.seed,
     };
-    let stop_token_ids = model.tokenizer.stop_token_ids(&model.lm.config.eos_token_ids);
+    let stop_token_ids = model.tokenizer.configured_stop_ids(settings.stop_token.as_deref(), &model.lm.config.eos_token_ids)?;
     let format = answer_format(style.template);
     let per_call = (settings.batch_rows / job.samples).max(1);
     for (chunk, chunk_budgets) in todo.chunks(per_call).zip(budgets.chunks(per_call)) {

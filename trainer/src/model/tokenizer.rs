@@ -149,6 +149,19 @@ impl ModelTokenizer {
         self.eos_token.as_deref().and_then(|t| self.token_id(t)).into_iter().collect()
     }
 
+    /// The stop tokens of a config's `stop_token` (a text that must be exactly one token), else
+    /// [`stop_token_ids`](Self::stop_token_ids) with `fallback`.
+    pub fn configured_stop_ids(&self, stop_token: Option<&str>, fallback: &[u32]) -> Result<Vec<u32>> {
+        let Some(token) = stop_token else {
+            return Ok(self.stop_token_ids(fallback));
+        };
+        let ids = self.encode(token, false)?;
+        if ids.len() != 1 {
+            return Err(Error::InvalidArgument(format!("stop_token {token:?} must encode to exactly one token, found {ids:?}")));
+        }
+        Ok(ids)
+    }
+
     /// A token id usable for padding (never attended to): `pad_token`, else `eos_token`, else 0.
     pub fn pad_token_id(&self) -> u32 {
         [&self.pad_token, &self.eos_token]

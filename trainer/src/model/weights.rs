@@ -371,6 +371,16 @@ impl WeightMap {
         )
     }
 
+    /// A copy on `device` (through the host, so any two devices work), in the same dtypes.
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        let mut out = BTreeMap::new();
+        for (name, w) in &self.0 {
+            let data = w.flat().try_into_data().map_err(|e| Error::Backend(format!("reading `{name}`: {e}")))?;
+            out.insert(name.clone(), w.with_flat(Tensor::from_data(data, device)));
+        }
+        Ok(Self(out))
+    }
+
     /// Applies `f` to every weight's flat values.
     pub fn map_flat(&self, mut f: impl FnMut(&str, Tensor<1>) -> Tensor<1>) -> Self {
         Self(self.0.iter().map(|(k, w)| (k.clone(), w.map_flat(|t| f(k, t)))).collect())

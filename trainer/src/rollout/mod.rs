@@ -75,7 +75,7 @@ impl GenerationStats {
 }
 
 /// Completions in the order (prompt, sample), and timings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Generation {
     /// One per prompt and sample.
     pub completions: Vec<Completion>,

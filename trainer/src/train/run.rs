@@ -25,6 +25,7 @@ use crate::device::Backend;
 use crate::error::{Error, Result};
 use crate::model::prompt::PromptStyle;
 use crate::model::{self, ModelTokenizer};
+use crate::parallel::{Collective, DeviceSelection, SingleProcess};
 use crate::train::checkpoint;
 use crate::train::config::TrainConfig;
 use crate::train::optim::AdamWState;
@@ -47,6 +48,9 @@ pub enum Reporting {
 pub struct RunOptions {
     /// Backend of the model.
     pub backend: Backend,
+    /// The devices of this process, one worker each (data parallelism; see
+    /// [`parallel`](crate::parallel)).
+    pub devices: DeviceSelection,
     /// Progress output.
     pub reporting: Reporting,
     /// Stop after this many steps of this invocation (the run stays resumable); `None`: to the end.
@@ -88,6 +92,8 @@ struct Manifest<'a> {
     training_problems: usize,
     total_steps: u64,
     trainable_parameters: usize,
+    processes: usize,
+    devices_per_process: usize,
     started_at_unix: u64,
 }
 
@@ -192,8 +198,22 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
 }
 
 /// Starts a run from `config`, or continues the run in `resume` (its `config.yml` and newest
-/// checkpoint). Refuses to start over an existing run directory that has checkpoints.
+/// checkpoint), in this process alone. Refuses to start over an existing run directory that has
+/// checkpoints.
 pub fn train(config: Option<TrainConfig>, resume: Option<&Path>, options: &RunOptions) -> Result<RunOutcome> {
+    train_in(config, resume, options, &SingleProcess)
+}
+
+/// [`train`] as one process of `collective`: every process loads the model on its devices and
+/// trains on its share of each step's prompts; rank 0 alone writes the run directory (config,
+/// manifest, metrics, checkpoints). All processes must see the same files (a shared file system).
+pub fn train_in(
+    config: Option<TrainConfig>,
+    resume: Option<&Path>,
+    options: &RunOptions,
+    collective: &dyn Collective,
+) -> Result<RunOutcome> {
+    let writer = collective.rank() == 0;
     let started = std::time::Instant::now();
     let (config, run_dir, resume_from) = match (config, resume) {
         (_, Some(dir)) => {
@@ -213,28 +233,16 @@ pub fn train(config: Option<TrainConfig>, resume: Option<&Path>, options: &RunOp
         }
         (None, None) => return Err(Error::InvalidArgument("a config or a run directory to resume is needed".into())),
     };
-    let device = options.backend.device_for(config.precision)?;
     let tokenizer = ModelTokenizer::from_dir(&config.model_path)?;
-    let base = model::load(&config.model_path, &device, config.precision.dtype())?;
     let prompts = training_prompts(&config, &tokenizer)?;
     let total = total_steps(&config, prompts.len());
-    let (mut policy, mut state) = match &resume_from {
-        Some(ckpt) => {
-            let (policy, state) = checkpoint::load_policy(ckpt, base, true)?;
-            let state = state.ok_or_else(|| Error::Run { path: ckpt.clone(), message: "no training state".into() })?;
-            tracing::info!(checkpoint = %ckpt.display(), step = state.step, "resuming");
-            (policy, state)
-        }
-        None => {
-            let setup = Setup::from_config(&config, &base)?;
-            let policy = Policy::new(base, setup, config.seed)?;
-            let optimizer = AdamWState::new(&policy.params);
-            (policy, TrainState { step: 0, optimizer, baseline: Default::default() })
-        }
-    };
-    std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
-    let yaml = serde_norway::to_string(&config).map_err(|e| Error::Run { path: run_dir.clone(), message: e.to_string() })?;
-    crate::fsutil::write_atomic(&run_dir.join("config.yml"), yaml.as_bytes())?;
+    let (mut workers, mut state) = load_workers(&config, resume_from.as_deref(), options)?;
+    let policy = &workers[0];
+    if writer {
+        std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+        let yaml = serde_norway::to_string(&config).map_err(|e| Error::Run { path: run_dir.clone(), message: e.to_string() })?;
+        crate::fsutil::write_atomic(&run_dir.join("config.yml"), yaml.as_bytes())?;
+    }
     let manifest = Manifest {
         steerlab_version: env!("CARGO_PKG_VERSION"),
         burn_version: "0.22.1",
@@ -247,27 +255,35 @@ pub fn train(config: Option<TrainConfig>, resume: Option<&Path>, options: &RunOp
         training_problems: prompts.len(),
         total_steps: total,
         trainable_parameters: policy.num_trainable(),
+        processes: collective.size(),
+        devices_per_process: workers.len(),
         started_at_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
-    crate::fsutil::write_json(&run_dir.join("manifest.json"), &manifest)?;
     let metrics_path = run_dir.join("metrics.jsonl");
-    truncate_metrics(&metrics_path, state.step)?;
-    let mut metrics_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(|e| Error::io(&metrics_path, e))?;
+    let mut metrics_file = if writer {
+        crate::fsutil::write_json(&run_dir.join("manifest.json"), &manifest)?;
+        truncate_metrics(&metrics_path, state.step)?;
+        Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&metrics_path)
+                .map_err(|e| Error::io(&metrics_path, e))?,
+        )
+    } else {
+        None
+    };
     let ctx = StepContext {
         config: &config,
         tokenizer: &tokenizer,
-        stop_token_ids: stop_ids(&config, &tokenizer, &policy)?,
+        stop_token_ids: tokenizer.configured_stop_ids(config.stop_token.as_deref(), &policy.base.config.eos_token_ids)?,
         pad_token_id: tokenizer.pad_token_id(),
         answer_format: crate::eval::answer_format(config.template_type),
         total_steps: total,
     };
     let interrupted = interrupt_flag();
     let save_every = save_interval(&config, total);
-    let bar = progress(options.reporting, total, state.step);
+    let bar = progress(if writer { options.reporting } else { Reporting::Silent }, total, state.step);
     let mut last_checkpoint = resume_from.clone();
     let mut data_position = (0, 0);
     let first = state.step;
@@ -278,11 +294,16 @@ pub fn train(config: Option<TrainConfig>, resume: Option<&Path>, options: &RunOp
         }
         let (step_prompts, next_position) = step_prompts(&prompts, &config, state.step);
         data_position = next_position;
-        let line = train_step(&mut policy, &mut state, &ctx, &step_prompts, &ProgressBar::hidden())?;
-        report(options.reporting, &bar, &line, &mut metrics_file, &metrics_path)?;
-        was_interrupted = interrupted.load(Ordering::SeqCst);
+        let line = train_step(&mut workers, &mut state, &ctx, &step_prompts, collective, &ProgressBar::hidden())?;
+        if let Some(file) = metrics_file.as_mut() {
+            report(options.reporting, &bar, &line, file, &metrics_path)?;
+        }
+        // Any process's Ctrl-C stops them all after the same step.
+        let mut stop = [f64::from(u8::from(interrupted.load(Ordering::SeqCst)))];
+        collective.all_reduce_sum(&mut stop)?;
+        was_interrupted = stop[0] > 0.0;
         if state.step % save_every == 0 || state.step == total || was_interrupted {
-            last_checkpoint = Some(checkpoint::save(&run_dir, &config, &policy, &state, total, data_position, config.save_total_limit)?);
+            last_checkpoint = Some(save(writer, &run_dir, &config, &workers[0], &state, total, data_position)?);
         }
         if was_interrupted {
             break;
@@ -290,7 +311,7 @@ pub fn train(config: Option<TrainConfig>, resume: Option<&Path>, options: &RunOp
     }
     // An invocation stopped by `max_steps_now` leaves a checkpoint at its last step.
     if last_checkpoint.as_ref().is_none_or(|p| !p.ends_with(format!("checkpoint-{}", state.step))) && state.step > first {
-        last_checkpoint = Some(checkpoint::save(&run_dir, &config, &policy, &state, total, data_position, config.save_total_limit)?);
+        last_checkpoint = Some(save(writer, &run_dir, &config, &workers[0], &state, total, data_position)?);
     }
     bar.finish_and_clear();
     Ok(RunOutcome {
@@ -299,25 +320,60 @@ pub fn train(config: Option<TrainConfig>, resume: Option<&Path>, options: &RunOp
         total_steps: total,
         last_checkpoint,
         interrupted: was_interrupted,
-        trainable_parameters: policy.num_trainable(),
+        trainable_parameters: workers[0].num_trainable(),
         optimizer_bytes: state.optimizer.bytes(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
-/// The stop token ids: the configured `stop_token` (one token), else the tokenizer's / model's.
-fn stop_ids(config: &TrainConfig, tokenizer: &ModelTokenizer, policy: &Policy) -> Result<Vec<u32>> {
-    match &config.stop_token {
-        Some(token) => {
-            let ids = tokenizer.encode(token, false)?;
-            if ids.len() != 1 {
-                return Err(Error::InvalidArgument(format!(
-                    "stop_token {token:?} must encode to exactly one token, found {ids:?}"
-                )));
+/// One policy per device of `options` (the same parameters on each) and the training state: a
+/// fresh start, or the state of checkpoint `resume_from`.
+fn load_workers(config: &TrainConfig, resume_from: Option<&Path>, options: &RunOptions) -> Result<(Vec<Policy>, TrainState)> {
+    let devices = options.devices.devices(options.backend, config.precision)?;
+    let mut workers = Vec::with_capacity(devices.len());
+    let mut state = None;
+    for (i, device) in devices.iter().enumerate() {
+        let base = model::load(&config.model_path, device, config.precision.dtype())?;
+        let leader = i == 0;
+        let policy = match resume_from {
+            Some(ckpt) => {
+                let (policy, loaded) = checkpoint::load_policy(ckpt, base, leader)?;
+                if leader {
+                    let loaded = loaded.ok_or_else(|| Error::Run { path: ckpt.to_owned(), message: "no training state".into() })?;
+                    tracing::info!(checkpoint = %ckpt.display(), step = loaded.step, "resuming");
+                    state = Some(loaded);
+                }
+                policy
             }
-            Ok(ids)
-        }
-        None => Ok(tokenizer.stop_token_ids(&policy.base.config.eos_token_ids)),
+            None => {
+                let setup = Setup::from_config(config, &base)?;
+                let policy = Policy::new(base, setup, config.seed)?;
+                if leader {
+                    state = Some(TrainState { step: 0, optimizer: AdamWState::new(&policy.params), baseline: Default::default() });
+                }
+                policy
+            }
+        };
+        workers.push(policy);
+    }
+    let state = state.ok_or_else(|| Error::InvalidArgument("--devices selects no device".into()))?;
+    Ok((workers, state))
+}
+
+/// Writes a checkpoint of `policy` (rank 0 only; the others return its path without writing).
+fn save(
+    writer: bool,
+    run_dir: &Path,
+    config: &TrainConfig,
+    policy: &Policy,
+    state: &TrainState,
+    total: u64,
+    data_position: (u64, u64),
+) -> Result<PathBuf> {
+    if writer {
+        checkpoint::save(run_dir, config, policy, state, total, data_position, config.save_total_limit)
+    } else {
+        Ok(checkpoint::dir(run_dir, state.step))
     }
 }
 

@@ -10,6 +10,7 @@
 //! clipping of the objective.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::time::Instant;
 
 use burn::tensor::{Tensor, TensorData};
@@ -19,6 +20,7 @@ use shared::metrics::{MetricsLine, PhaseSeconds};
 use crate::error::{Error, Result};
 use crate::model::weights::WeightMap;
 use crate::model::ModelTokenizer;
+use crate::parallel::{self, Collective};
 use crate::reward::{self, AnswerFormat};
 use crate::rl::completion_logprobs;
 use crate::rollout::{self, Completion, GenerationRequest, SamplingParams};
@@ -206,101 +208,243 @@ fn accumulate(a: Option<WeightMap>, b: WeightMap) -> WeightMap {
     }
 }
 
-/// Runs one optimizer step on `prompts` and returns its metrics line. `progress` is ticked per
-/// generated sequence and per micro-batch.
-pub fn train_step(
-    policy: &mut Policy,
-    state: &mut TrainState,
-    ctx: &StepContext<'_>,
-    prompts: &[TrainPrompt],
-    progress: &ProgressBar,
-) -> Result<MetricsLine> {
+/// One worker's share of a step's rollouts: the completions of prompts `prompts` (their
+/// `prompt_index` counts in the whole step), scored.
+#[derive(Debug, Clone)]
+struct WorkerRollout {
+    prompts: Range<usize>,
+    completions: Vec<Completion>,
+    rewards: Vec<f64>,
+    correct: Vec<bool>,
+    generated_tokens: usize,
+    generation_seconds: f64,
+    reward_seconds: f64,
+}
+
+/// Generates and scores the completions of `prompts[range]` with the worker's current parameters
+/// (no autodiff).
+fn worker_rollout(policy: &Policy, ctx: &StepContext<'_>, prompts: &[TrainPrompt], range: Range<usize>, step: u64) -> Result<WorkerRollout> {
     let c = ctx.config;
-    let g = c.num_generations;
+    let mine = &prompts[range.clone()];
     let start = Instant::now();
-    // 1. Rollouts with the current parameters (no autodiff).
     let request = GenerationRequest {
-        prompts: prompts.iter().map(|p| p.ids.clone()).collect(),
-        max_new_tokens: prompts.iter().map(|p| c.max_seq_length.saturating_sub(p.ids.len())).collect(),
-        samples_per_prompt: g,
+        prompts: mine.iter().map(|p| p.ids.clone()).collect(),
+        max_new_tokens: mine.iter().map(|p| c.max_seq_length.saturating_sub(p.ids.len())).collect(),
+        samples_per_prompt: c.num_generations,
         sampling: SamplingParams {
             temperature: c.generation_temperature as f32,
             top_p: c.top_p as f32,
             top_k: usize::try_from(c.top_k).ok(),
-            seed: step_seed(c.seed, state.step),
+            seed: step_seed(c.seed, step),
         },
         stop_token_ids: ctx.stop_token_ids.clone(),
         pad_token_id: ctx.pad_token_id,
         max_batch_rows: c.rollout_batch_size,
-        prompt_keys: Some(prompts.iter().map(|p| p.index as u64).collect()),
+        prompt_keys: Some(mine.iter().map(|p| p.index as u64).collect()),
     };
-    let generation = {
+    let mut generation = if mine.is_empty() {
+        rollout::Generation::default()
+    } else {
         let model = policy.model(&policy.params)?;
         let steering = policy.steering(&policy.params)?;
         rollout::generate(&model, &steering, &[], &request, &ProgressBar::hidden())?
     };
-    let t_generation = start.elapsed().as_secs_f64();
-    // 2. Rewards and advantages.
+    let generation_seconds = start.elapsed().as_secs_f64();
+    for completion in &mut generation.completions {
+        completion.prompt_index += range.start;
+    }
     let t0 = Instant::now();
-    let completions = generation.completions;
-    let (rewards, correct) = rewards(ctx, prompts, &completions)?;
-    let adv = advantage::advantages(c.reward_processor_type, &rewards, g, &mut state.baseline, c.mean_baseline_coef);
-    let t_reward = t0.elapsed().as_secs_f64();
-    // 3. Loss over micro-batches, gradients accumulated.
+    let (rewards, correct) = rewards(ctx, prompts, &generation.completions)?;
+    Ok(WorkerRollout {
+        prompts: range,
+        completions: generation.completions,
+        rewards,
+        correct,
+        generated_tokens: generation.stats.generated_tokens,
+        generation_seconds,
+        reward_seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// A worker's accumulated gradient (on its device; `None` when none of its sequences carries
+/// one), summed loss and summed KL.
+struct WorkerGradient {
+    grads: Option<WeightMap>,
+    loss: f64,
+    kl: f64,
+}
+
+/// The gradient of the loss over a worker's completions (`advantages` and `use_sequence`
+/// indexed like `rollout.completions`), in micro-batches of `batch_size` sequences.
+fn worker_gradient(
+    policy: &Policy,
+    ctx: &StepContext<'_>,
+    prompts: &[TrainPrompt],
+    rollout: &WorkerRollout,
+    advantages: &[f64],
+    use_sequence: &[bool],
+    settings: &LossSettings,
+    progress: &ProgressBar,
+) -> Result<WorkerGradient> {
+    let completions = &rollout.completions;
+    let rows: Vec<usize> = (0..completions.len()).filter(|&i| use_sequence[i]).collect();
+    let mut out = WorkerGradient { grads: None, loss: 0.0, kl: 0.0 };
+    for chunk in rows.chunks(ctx.config.batch_size) {
+        let batch = LossBatch {
+            prompts: chunk.iter().map(|&i| prompts[completions[i].prompt_index].ids.clone()).collect(),
+            completions: chunk.iter().map(|&i| completions[i].tokens.clone()).collect(),
+            advantages: chunk.iter().map(|&i| advantages[i]).collect(),
+        };
+        let tracked = policy.tracked();
+        let (loss, kl) = micro_batch_loss(policy, &tracked, &batch, settings)?;
+        out.loss += f64::from(crate::device::host_f32(loss.clone(), "loss")?[0]);
+        out.kl += kl;
+        out.grads = Some(accumulate(out.grads.take(), gradients(loss, &tracked)));
+        progress.inc(chunk.len() as u64);
+    }
+    Ok(out)
+}
+
+/// The sum of the workers' gradients, losses and KLs over every worker of every process, on the
+/// leader's device. One worker in one process keeps its gradient on the device; otherwise the
+/// gradients are summed on the host in float64 (in worker order, then across processes).
+fn reduce_gradients(leader: &Policy, results: Vec<WorkerGradient>, collective: &dyn Collective) -> Result<(WeightMap, f64, f64)> {
+    let zeros = || leader.params.map_flat(|_, t| t.zeros_like());
+    if collective.size() == 1 && results.len() == 1 {
+        let only = results.into_iter().next().map_or(WorkerGradient { grads: None, loss: 0.0, kl: 0.0 }, |r| r);
+        return Ok((only.grads.unwrap_or_else(zeros), only.loss, only.kl));
+    }
+    let numel = leader.params.numel();
+    let mut sum = vec![0.0f64; numel + 2];
+    for result in results {
+        if let Some(grads) = result.grads {
+            let mut offset = 0;
+            for (name, g) in &grads.0 {
+                for (s, v) in sum[offset..].iter_mut().zip(crate::device::host_f32(g.flat(), name)?) {
+                    *s += f64::from(v);
+                }
+                offset += g.numel();
+            }
+        }
+        sum[numel] += result.loss;
+        sum[numel + 1] += result.kl;
+    }
+    collective.all_reduce_sum(&mut sum)?;
+    let device = &leader.base.device;
+    let mut offset = 0;
+    let mut grads = WeightMap::default();
+    for (name, p) in &leader.params.0 {
+        let n = p.numel();
+        let values: Vec<f32> = sum[offset..offset + n].iter().map(|&v| v as f32).collect();
+        grads.0.insert(name.clone(), p.with_flat(Tensor::<1>::from_data(TensorData::new(values, [n]), device)));
+        offset += n;
+    }
+    Ok((grads, sum[numel], sum[numel + 1]))
+}
+
+/// The largest device memory reserved by burn's pool on any of the workers' devices (`None` on
+/// backends without a pool report).
+fn reserved_memory(workers: &[Policy]) -> Option<u64> {
+    workers.iter().filter_map(|w| w.base.device.memory_pool_usage().map(|u| u.bytes_reserved)).max()
+}
+
+/// Runs one optimizer step on `prompts` with one worker per policy in `workers` (one per device,
+/// all holding the same parameters) and the processes of `collective`, and returns its metrics
+/// line. Every worker of every process takes a contiguous share of the prompts; afterwards all
+/// workers hold the same new parameters. `progress` is ticked per micro-batch sequence.
+pub fn train_step(
+    workers: &mut [Policy],
+    state: &mut TrainState,
+    ctx: &StepContext<'_>,
+    prompts: &[TrainPrompt],
+    collective: &dyn Collective,
+    progress: &ProgressBar,
+) -> Result<MetricsLine> {
+    if workers.is_empty() {
+        return Err(Error::InvalidArgument("a training step needs at least one device worker".into()));
+    }
+    let c = ctx.config;
+    let g = c.num_generations;
+    let start = Instant::now();
+    // 1. Rollouts and rewards, each worker on its share of the prompts.
+    let local = workers.len();
+    let world = collective.size() * local;
+    let first = collective.rank() * local;
+    let step = state.step;
+    let rollouts = parallel::for_each_worker(workers, |i, policy| {
+        worker_rollout(policy, ctx, prompts, parallel::share(prompts.len(), world, first + i), step)
+    })?;
+    // 2. Every process assembles the whole step's scores and computes the same advantages.
+    let n = prompts.len() * g;
+    let pieces: Vec<(usize, Vec<f64>)> = rollouts
+        .iter()
+        .flat_map(|r| {
+            let at = r.prompts.start * g;
+            let lengths = r.completions.iter().map(|c| c.tokens.len() as f64).collect();
+            let stopped = r.completions.iter().map(|c| f64::from(u8::from(c.stopped))).collect();
+            let correct = r.correct.iter().map(|&c| f64::from(u8::from(c))).collect();
+            [(at, r.rewards.clone()), (n + at, correct), (2 * n + at, lengths), (3 * n + at, stopped)]
+        })
+        .chain([(4 * n, vec![rollouts.iter().map(|r| r.generated_tokens as f64).sum()])])
+        .collect();
+    let all = parallel::gather(collective, 4 * n + 1, &pieces)?;
+    let mut peak_memory = reserved_memory(workers);
+    let (rewards, correct, lengths, stopped) = (&all[..n], &all[n..2 * n], &all[2 * n..3 * n], &all[3 * n..4 * n]);
+    let correct: Vec<bool> = correct.iter().map(|&c| c > 0.5).collect();
+    let generated_tokens = all[4 * n];
+    let t_generation = rollouts.iter().map(|r| r.generation_seconds).fold(0.0, f64::max);
+    let t_reward = rollouts.iter().map(|r| r.reward_seconds).fold(0.0, f64::max);
+    let adv = advantage::advantages(c.reward_processor_type, rewards, g, &mut state.baseline, c.mean_baseline_coef);
+    // 3. Gradients: each worker over its own completions, with the step's token count.
     let t0 = Instant::now();
-    let n_tok: usize = completions.iter().map(|c| c.tokens.len()).sum();
+    let n_tok = lengths.iter().sum::<f64>() as usize;
     let use_kl = c.kl_coef > 0.0;
     // Sequences that contribute a gradient: a non-zero advantage, or any with a KL term.
-    let rows: Vec<usize> = (0..completions.len())
-        .filter(|&i| !completions[i].tokens.is_empty() && (use_kl || adv.values[i] != 0.0))
-        .collect();
+    let use_sequence: Vec<bool> = (0..n).map(|i| lengths[i] > 0.0 && (use_kl || adv.values[i] != 0.0)).collect();
     let settings = LossSettings {
         pad_token_id: ctx.pad_token_id,
         temperature: c.generation_temperature,
         kl: use_kl.then_some((c.kl_type, c.kl_coef)),
         num_tokens: n_tok,
     };
-    let mut grads: Option<WeightMap> = None;
-    let mut loss_total = 0.0;
-    let mut kl_total = 0.0;
-    for chunk in rows.chunks(c.batch_size) {
-        let batch = LossBatch {
-            prompts: chunk.iter().map(|&i| prompts[completions[i].prompt_index].ids.clone()).collect(),
-            completions: chunk.iter().map(|&i| completions[i].tokens.clone()).collect(),
-            advantages: chunk.iter().map(|&i| adv.values[i]).collect(),
-        };
-        let tracked = policy.tracked();
-        let (loss, kl) = micro_batch_loss(policy, &tracked, &batch, &settings)?;
-        loss_total += f64::from(crate::device::host_f32(loss.clone(), "loss")?[0]);
-        kl_total += kl;
-        grads = Some(accumulate(grads, gradients(loss, &tracked)));
-        progress.inc(chunk.len() as u64);
-    }
+    let results = {
+        let rollouts = &rollouts;
+        parallel::for_each_worker(workers, |i, policy| {
+            let r = &rollouts[i];
+            let own = r.prompts.start * g..r.prompts.end * g;
+            worker_gradient(policy, ctx, prompts, r, &adv.values[own.clone()], &use_sequence[own], &settings, progress)
+        })?
+    };
+    peak_memory = peak_memory.max(reserved_memory(workers));
+    let (grads, loss_total, kl_total) = reduce_gradients(&workers[0], results, collective)?;
     let t_backward = t0.elapsed().as_secs_f64();
-    // 4. Clip, schedule, AdamW.
+    // 4. Clip, schedule, AdamW (the same update in every process), new parameters to every worker.
     let t0 = Instant::now();
-    let grads = grads.unwrap_or_else(|| policy.params.map_flat(|_, t| t.zeros_like()));
     let (grads, grad_norm) = optim::clip_grad_norm(grads, c.max_grad_norm)?;
     let warmup = optim::warmup_steps(c.warmup_ratio, ctx.total_steps);
     let lr = optim::warmup_lr(c.learning_rate, state.step, warmup);
-    policy.params = AdamW::default().step(&policy.params, &grads, &mut state.optimizer, lr)?;
+    let (leader, others) = workers.split_first_mut().ok_or_else(|| Error::InvalidArgument("no device worker".into()))?;
+    leader.params = AdamW::default().step(&leader.params, &grads, &mut state.optimizer, lr)?;
+    for worker in others {
+        worker.params = leader.params.to_device(&worker.base.device)?;
+    }
     state.step += 1;
-    let vector_norms = policy.vector_norms()?;
+    let vector_norms = leader.vector_norms()?;
     let t_optimizer = t0.elapsed().as_secs_f64();
     if !loss_total.is_finite() {
         return Err(Error::InvalidArgument(format!("step {}: the loss is not finite ({loss_total})", state.step)));
     }
     // 5. Metrics.
-    let lengths: Vec<f64> = completions.iter().map(|c| c.tokens.len() as f64).collect();
-    let (len_mean, len_std, len_max) = mean_std_max(&lengths);
-    let (reward_mean, reward_std, _) = mean_std_max(&rewards);
-    let stopped = completions.iter().filter(|c| c.stopped).count();
+    let (len_mean, len_std, len_max) = mean_std_max(lengths);
+    let (reward_mean, reward_std, _) = mean_std_max(rewards);
+    let stopped = stopped.iter().sum::<f64>();
     let total = start.elapsed().as_secs_f64();
     let mut extra = BTreeMap::new();
     extra.insert("advantage_baseline".to_owned(), serde_json::json!(adv.baseline));
     extra.insert("reward_within_group_std".to_owned(), serde_json::json!(adv.within_group_std));
     extra.insert("num_completion_tokens".to_owned(), serde_json::json!(n_tok));
-    extra.insert("num_sequences_with_gradient".to_owned(), serde_json::json!(rows.len()));
+    extra.insert("num_sequences_with_gradient".to_owned(), serde_json::json!(use_sequence.iter().filter(|&&u| u).count()));
+    extra.insert("num_workers".to_owned(), serde_json::json!(world));
     Ok(MetricsLine {
         format_version: 1,
         step: state.step,
@@ -311,11 +455,11 @@ pub fn train_step(
         completion_len_mean: len_mean,
         completion_len_std: len_std,
         completion_len_max: len_max,
-        stop_rate: stopped as f64 / completions.len().max(1) as f64,
+        stop_rate: stopped / n.max(1) as f64,
         loss: loss_total,
         grad_norm,
         lr,
-        kl: use_kl.then(|| kl_total / completions.len().max(1) as f64),
+        kl: use_kl.then(|| kl_total / n.max(1) as f64),
         vector_norms,
         seconds: PhaseSeconds {
             generation: t_generation,
@@ -324,8 +468,8 @@ pub fn train_step(
             optimizer: t_optimizer,
             total,
         },
-        tokens_per_second: generation.stats.generated_tokens as f64 / t_generation.max(1e-9),
-        peak_memory_bytes: policy.base.device.memory_pool_usage().map(|u| u.bytes_reserved),
+        tokens_per_second: generated_tokens / t_generation.max(1e-9),
+        peak_memory_bytes: peak_memory.max(reserved_memory(workers)),
         extra,
     })
 }

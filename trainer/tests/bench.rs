@@ -1,0 +1,67 @@
+//! `trainer bench` on the CPU at the tiny fixture's shape (its config.json): the reports are
+//! complete and consistent. (Speed itself is measured on the GPU machine, docs/performance.md.)
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+
+use common::fixture;
+
+fn bench(args: &[&str]) -> Vec<serde_json::Value> {
+    let shape = fixture("qwen2").join("config.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .arg("bench")
+        .args(args)
+        .args(["--shape", shape.to_str().unwrap(), "--backend", "flex", "--dtype", "f32"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn positive(v: &serde_json::Value) -> bool {
+    v.as_f64().is_some_and(|x| x > 0.0 && x.is_finite())
+}
+
+#[test]
+fn generate_reports_throughput_bytes_per_step_and_a_profile() {
+    let report = &bench(&["generate", "--batch", "2", "--prompt-len", "5", "--new-tokens", "4", "--profile"])[0];
+    assert!(positive(&report["tokens_per_sec"]) && positive(&report["decode_step_ms"]), "{report}");
+    // The tiny model: 3 layers, hidden 64, 2 KV heads of 16, vocabulary 400 (tied).
+    let weights = 400 * 64 + 3 * (64 * 64 + 2 * 32 * 64 + 64 * 64 + 3 * 64 * 128 + 64 + 2 * 32 + 2 * 64) + 64;
+    let kv = 2 * 3 * 2 * 2 * 16 * (5 + 2);
+    assert_eq!(report["decode_bytes_per_step"].as_f64(), Some(((weights + kv) * 4) as f64), "{report}");
+    let profile = &report["profile"];
+    for key in ["layers_ms", "logits_ms", "sample_ms", "mlp_matmul_ms", "mlp_matmul_gbps", "copy_gbps", "roofline_fraction"] {
+        assert!(positive(&profile[key]), "{key}: {profile}");
+    }
+}
+
+#[test]
+fn train_step_reports_every_setup() {
+    for (setup, trainable) in [("steering", 3 * 64), ("lora", 3 * 4 * (128 + 64))] {
+        let report = &bench(&["train-step", "--setup", setup, "--micro-batch", "2", "--seq-len", "9", "--repeats", "1"])[0];
+        assert_eq!(report["trainable_parameters"].as_u64(), Some(trainable), "{report}");
+        assert!(positive(&report["micro_step_secs"]) && positive(&report["tokens_per_sec"]), "{report}");
+    }
+    let full = &bench(&["train-step", "--setup", "full-model", "--micro-batch", "1", "--seq-len", "4", "--repeats", "1"])[0];
+    assert!(full["trainable_parameters"].as_u64().unwrap() > 30_000, "{full}");
+}
+
+#[test]
+fn rl_step_runs_on_one_and_two_workers() {
+    let tokenizer = fixture("qwen2");
+    let runs = bench(&[
+        "rl-step", "--devices", "0,1", "--prompts", "3", "--generations", "2", "--prompt-len", "6", "--new-tokens", "3",
+        "--micro-batch", "2", "--steps", "1", "--tokenizer", tokenizer.to_str().unwrap(),
+    ]);
+    assert_eq!(runs.len(), 2);
+    for (run, workers) in runs.iter().zip([1, 2]) {
+        assert_eq!(run["run"]["workers"], workers);
+        let step = &run["run"]["steps"][0];
+        assert_eq!(step["num_completion_tokens"], 3 * 2 * 3, "{step}");
+        assert_eq!(step["num_workers"], workers);
+        assert!(positive(&run["run"]["last_step_tokens_per_sec"]), "{run}");
+    }
+}
