@@ -305,7 +305,8 @@ fn an_at_place_vector_file_steers_that_place() {
 fn a_configured_stop_token_ends_completions_and_must_be_one_token() {
     let f = Fixture::load();
     let ps = problems(1);
-    let plain = run(&f, "gsm8k", &ps, 1, &settings(0.0, Shard::WHOLE), tempfile::tempdir().unwrap().path());
+    let plain_root = tempfile::tempdir().unwrap();
+    let plain = run(&f, "gsm8k", &ps, 1, &settings(0.0, Shard::WHOLE), plain_root.path());
     let first = &records(&plain.records_path)[0].samples[0];
     let text = first.text.clone().unwrap();
     // A token of the greedy completion, past its start, that is one token on its own.

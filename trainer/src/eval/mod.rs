@@ -266,6 +266,8 @@ pub fn evaluate_benchmark(
     if job.samples == 0 || settings.batch_rows == 0 {
         return Err(EvalError::InvalidArgument(format!("{}: samples and batch rows must be ≥ 1", job.id)));
     }
+    // A bad stop token is an error even where the results already exist.
+    let stop_token_ids = model.tokenizer.configured_stop_ids(settings.stop_token.as_deref(), &model.lm.config.eos_token_ids)?;
     let problems = settings.shard.select(job.problems);
     let records_path = dir.join(settings.shard.records_name(job.id));
     let summary_path = dir.join(settings.shard.summary_name(job.id));
@@ -344,7 +346,6 @@ pub fn evaluate_benchmark(
         top_k: settings.top_k,
         seed: settings.seed,
     };
-    let stop_token_ids = model.tokenizer.configured_stop_ids(settings.stop_token.as_deref(), &model.lm.config.eos_token_ids)?;
     let format = answer_format(style.template);
     let per_call = (settings.batch_rows / job.samples).max(1);
     for (chunk, chunk_budgets) in todo.chunks(per_call).zip(budgets.chunks(per_call)) {

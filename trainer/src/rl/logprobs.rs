@@ -25,6 +25,25 @@ pub struct CompletionLogprobs {
     pub lengths: Vec<usize>,
 }
 
+/// `log softmax(logits / temperature)` at `targets` `[B, T, 1]` for final hidden states
+/// `hidden` `[B, T, H]`, computing the logits of `chunk` positions at a time: `[B, T]`.
+fn target_logprobs(model: &CausalLm, hidden: Tensor<3>, targets: Tensor<3, Int>, temperature: f64, chunk: usize) -> Tensor<2> {
+    let [b, t, _] = hidden.dims();
+    let chunk = chunk.clamp(1, t.max(1));
+    let mut parts = Vec::with_capacity(t.div_ceil(chunk));
+    for start in (0..t).step_by(chunk) {
+        let len = chunk.min(t - start);
+        let logits = model.logits(hidden.clone().narrow(1, start, len));
+        let logits = if temperature == 1.0 { logits } else { logits.div_scalar(temperature) };
+        let logp = log_softmax(logits, 2);
+        parts.push(logp.gather(2, targets.clone().narrow(1, start, len)).reshape([b, len]));
+    }
+    if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(parts, 1) }
+}
+
+/// Largest f32 logits buffer of one chunk of [`completion_logprobs`] (512 MiB).
+pub const LOGITS_CHUNK_BYTES: usize = 512 << 20;
+
 /// Log-probabilities of `completions[i]` after `prompts[i]` under the temperature-scaled
 /// distribution `softmax(logits / temperature)` (the reference's loss uses the sampling
 /// temperature, §2.9).
@@ -79,11 +98,48 @@ pub fn completion_logprobs(
     let [_, _, h] = out.hidden.dims();
     // Position width-1+j predicts completion token j.
     let predicting = out.hidden.narrow(1, width - 1, t).reshape([b, t, h]);
-    let logits = model.logits(predicting);
-    let logits = if temperature == 1.0 { logits } else { logits.div_scalar(temperature) };
-    let logp = log_softmax(logits, 2);
     let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [b, t, 1]), device);
-    let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, t]), device).cast(logp.dtype());
-    let logprobs = logp.gather(2, targets).reshape([b, t]) * mask.clone();
+    // The f32 logits `[B, T, V]` of a long completion exceed what one GPU buffer may hold (4 ×
+    // 1023 × 151,936 floats = 2.5 GB; Vulkan refuses single buffers above ~2 GB): the
+    // log-probabilities are taken over chunks of positions whose logits stay within
+    // `LOGITS_CHUNK_BYTES` (one chunk for short completions).
+    let per_position = b * model.config.vocab_size * 4;
+    let chunk = (LOGITS_CHUNK_BYTES / per_position.max(1)).clamp(1, t);
+    let logprobs = target_logprobs(model, predicting, targets, temperature, chunk);
+    let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, t]), device).cast(logprobs.dtype());
+    let logprobs = logprobs * mask.clone();
     Ok(CompletionLogprobs { logprobs, mask, lengths })
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{DType, Device, Distribution};
+
+    use super::*;
+    use crate::model::RandomWeights;
+
+    #[test]
+    fn log_probabilities_in_chunks_equal_those_in_one_piece() {
+        let device = Device::flex();
+        let config = crate::bench::Shape::QwenMath1_5b.config();
+        let config = crate::model::ModelConfig {
+            hidden_size: 32,
+            intermediate_size: 64,
+            num_layers: 1,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 8,
+            vocab_size: 300,
+            ..config
+        };
+        let model = CausalLm::load(config, &RandomWeights { std: 0.5 }, &device, DType::F32).expect("model");
+        let hidden = Tensor::<3>::random([2, 7, 32], Distribution::Normal(0.0, 1.0), &device);
+        let ids: Vec<i64> = (0..14).map(|i| (i * 37 % 300) as i64).collect();
+        let targets = Tensor::<3, Int>::from_data(TensorData::new(ids, [2, 7, 1]), &device);
+        let whole: Vec<f32> = target_logprobs(&model, hidden.clone(), targets.clone(), 0.7, 7).into_data().iter::<f32>().collect();
+        for chunk in [1, 3] {
+            let parts: Vec<f32> = target_logprobs(&model, hidden.clone(), targets.clone(), 0.7, chunk).into_data().iter::<f32>().collect();
+            assert_eq!(parts, whole, "chunks of {chunk}");
+        }
+    }
 }

@@ -68,12 +68,12 @@ impl SamplingParams {
 pub fn sample(logits: Tensor<2>, params: &SamplingParams, uniforms: &[f32], device: &Device) -> Result<(Vec<u32>, Vec<f32>)> {
     let [b, v] = logits.dims();
     let (tokens, logprobs) = if params.is_greedy() {
-        let logp = log_softmax(logits, 1);
-        let ids = logp.clone().argmax(1);
+        let logp = row_log_softmax(logits);
+        let ids = row_argmax(logp.clone());
         let lp = logp.gather(1, ids.clone());
         (ids, lp)
     } else {
-        let logp = log_softmax(logits.div_scalar(params.temperature), 1);
+        let logp = row_log_softmax(logits.div_scalar(params.temperature));
         let probs = logp.clone().exp();
         let u = Tensor::<2>::from_data(TensorData::new(uniforms.to_vec(), [b, 1]), device);
         let truncate = params.top_p < 1.0 || params.top_k.is_some_and(|k| k < v);
@@ -101,40 +101,98 @@ pub fn sample(logits: Tensor<2>, params: &SamplingParams, uniforms: &[f32], devi
     Ok((ids, lps))
 }
 
-/// Columns per block of [`prefix_sums`].
+/// Columns per block of the row-wise operations below.
+///
+/// Sampling works on a few rows of a whole vocabulary (64 × 151,936 at the 1.5B shape), a shape
+/// burn's GPU kernels handle badly: its `cumsum` reads every earlier element for each output
+/// (O(V²) per row), and its reductions over the long axis took 45 ms per sampling step on an
+/// H200 (docs/performance.md). Every reduction and scan over the vocabulary is therefore done
+/// in two levels, over `[B, V/128, 128]` blocks and then over the block results, which gives the
+/// kernels `B·V/128` independent rows. Rows no longer than one block take the one-level
+/// operations (the same arithmetic in the same order as before).
 const SCAN_BLOCK: usize = 128;
 
-/// Inclusive prefix sums along each row of `x` `[B, V]`, in two levels: within blocks of
-/// [`SCAN_BLOCK`] columns, then over the block totals. burn's `cumsum` on its GPU backends reads
-/// every earlier element for each output (O(V²) per row: tens of milliseconds per sampling step
-/// at a 150k vocabulary); this costs O(V·128 + (V/128)²). Rows no longer than one block use
-/// `cumsum` itself (the same additions in the same order).
+/// `x` `[B, V]` as `[B, ⌈V/128⌉, 128]`, the last block padded with `fill`.
+fn blocked(x: Tensor<2>, fill: f64) -> Tensor<3> {
+    let [b, v] = x.dims();
+    let blocks = v.div_ceil(SCAN_BLOCK);
+    let padded = blocks * SCAN_BLOCK;
+    let x = if padded > v {
+        let pad = x.zeros_like().narrow(1, 0, padded - v).add_scalar(fill);
+        Tensor::cat(vec![x, pad], 1)
+    } else {
+        x
+    };
+    x.reshape([b, blocks, SCAN_BLOCK])
+}
+
+/// The rows of `blocked` `[B, blocks, 128]` at block `index` `[B, 1]`: `[B, 128]`.
+fn pick_block(blocked: Tensor<3>, index: Tensor<2, Int>) -> Tensor<2> {
+    let [b, _, k] = blocked.dims();
+    blocked.gather(1, index.reshape([b, 1, 1]).expand([b, 1, k])).reshape([b, k])
+}
+
+/// Inclusive prefix sums along each row of `x` `[B, V]`: within blocks, then over the block
+/// totals (O(V·128 + (V/128)²) reads instead of burn's O(V²)).
 pub fn prefix_sums(x: Tensor<2>) -> Tensor<2> {
     let [b, v] = x.dims();
     if v <= SCAN_BLOCK {
         return x.cumsum(1);
     }
-    let blocks = v.div_ceil(SCAN_BLOCK);
-    let padded = blocks * SCAN_BLOCK;
-    let x = if padded > v { Tensor::cat(vec![x.clone(), x.zeros_like().narrow(1, 0, padded - v)], 1) } else { x };
-    let x = x.reshape([b, blocks, SCAN_BLOCK]);
+    let x = blocked(x, 0.0);
+    let [_, blocks, _] = x.dims();
     let within = x.clone().cumsum(2);
     let totals = x.sum_dim(2).reshape([b, blocks]);
     // Exclusive prefix of the block totals: what precedes each block.
     let before = totals.clone().cumsum(1) - totals;
     let out = within + before.reshape([b, blocks, 1]);
-    out.reshape([b, padded]).narrow(1, 0, v)
+    out.reshape([b, blocks * SCAN_BLOCK]).narrow(1, 0, v)
 }
 
-/// Index `[B, 1]` of the first column whose cumulative weight exceeds `u · total` per row.
+/// `log_softmax` along each row of `x` `[B, V]` with two-level max and sum.
+pub fn row_log_softmax(x: Tensor<2>) -> Tensor<2> {
+    let [b, v] = x.dims();
+    if v <= SCAN_BLOCK {
+        return log_softmax(x, 1);
+    }
+    let x3 = blocked(x.clone(), f64::NEG_INFINITY);
+    let max = x3.clone().max_dim(2).max_dim(1).reshape([b, 1]);
+    let sum = (x3 - max.clone().reshape([b, 1, 1])).exp().sum_dim(2).sum_dim(1).reshape([b, 1]);
+    x - max - sum.log()
+}
+
+/// Index `[B, 1]` of each row's largest value (the first one of ties), in two levels.
+pub fn row_argmax(x: Tensor<2>) -> Tensor<2, Int> {
+    let [b, v] = x.dims();
+    if v <= SCAN_BLOCK {
+        return x.argmax(1);
+    }
+    let x3 = blocked(x, f64::NEG_INFINITY);
+    let [_, blocks, _] = x3.dims();
+    let block = x3.clone().max_dim(2).reshape([b, blocks]).argmax(1);
+    let within = pick_block(x3, block.clone()).argmax(1);
+    block.mul_scalar(SCAN_BLOCK as i64) + within
+}
+
+/// Index `[B, 1]` of the first column whose cumulative weight exceeds `u · total` per row: the
+/// block is found from the block totals, then the column inside it.
 fn inverse_cdf(weights: Tensor<2>, u: Tensor<2>) -> Tensor<2, Int> {
-    let [_, v] = weights.dims();
-    let cum = prefix_sums(weights);
-    let total = cum.clone().narrow(1, v - 1, 1);
-    let target = total * u;
-    let dims = cum.dims();
-    let below = cum.lower(target.expand(dims)).int().sum_dim(1);
-    below.clamp_max((v - 1) as i64)
+    let [b, v] = weights.dims();
+    if v <= SCAN_BLOCK {
+        let cum = weights.cumsum(1);
+        let target = cum.clone().narrow(1, v - 1, 1) * u;
+        return cum.lower(target.expand([b, v])).int().sum_dim(1).clamp_max((v - 1) as i64);
+    }
+    let w3 = blocked(weights, 0.0);
+    let [_, blocks, _] = w3.dims();
+    let totals = w3.clone().sum_dim(2).reshape([b, blocks]);
+    let ends = totals.clone().cumsum(1);
+    let target = ends.clone().narrow(1, blocks - 1, 1) * u;
+    let block = ends.clone().lower(target.clone().expand([b, blocks])).int().sum_dim(1).clamp_max((blocks - 1) as i64);
+    let before = (ends - totals).gather(1, block.clone());
+    let cum = pick_block(w3, block.clone()).cumsum(1) + before;
+    let column = cum.lower(target.expand([b, SCAN_BLOCK])).int().sum_dim(1).clamp_max((SCAN_BLOCK - 1) as i64);
+    (block.mul_scalar(SCAN_BLOCK as i64) + column).clamp_max((v - 1) as i64)
 }
 
 /// Draws the next uniform number of each row's stream.
@@ -200,6 +258,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn two_level_log_softmax_and_argmax_match_the_one_level_ones() {
+        let v = 5 * SCAN_BLOCK + 3;
+        let rows: Vec<Vec<f32>> = (0..3).map(|r| (0..v).map(|i| (((i * 53 + r * 29) % 97) as f32 - 48.0) / 7.0).collect()).collect();
+        let mut rows = rows;
+        rows[1][v - 1] = 50.0; // the maximum in the padded last block
+        rows[2][SCAN_BLOCK] = 40.0; // a tie between two blocks: the first wins
+        rows[2][3 * SCAN_BLOCK + 1] = 40.0;
+        let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+        let x = logits(&refs);
+        let want: Vec<f32> = log_softmax(x.clone(), 1).into_data().iter::<f32>().collect();
+        let got: Vec<f32> = row_log_softmax(x.clone()).into_data().iter::<f32>().collect();
+        let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "log-softmax differs by {worst}");
+        let ids: Vec<i64> = row_argmax(x).into_data().iter::<i64>().collect();
+        let firsts: Vec<i64> = rows
+            .iter()
+            .map(|r| {
+                let m = r.iter().copied().fold(f32::MIN, f32::max);
+                r.iter().position(|&y| y == m).map_or(-1, |p| p as i64)
+            })
+            .collect();
+        assert_eq!(ids, firsts);
+        assert_eq!(ids[1], (v - 1) as i64);
+        assert_eq!(ids[2], SCAN_BLOCK as i64);
     }
 
     #[test]
