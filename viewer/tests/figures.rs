@@ -1,15 +1,21 @@
 //! Snapshot and robustness tests of every figure, through the headless exporter (plotters; no
 //! window, no GPU). `UPDATE_SNAPSHOTS=1 cargo test -p steerlab-viewer --test figures` rewrites
-//! `tests/snapshots/*.svg`; a mismatch writes `*.new.svg` beside the snapshot and fails.
+//! `tests/snapshots/*.svg`; a mismatch writes `*.new.svg` beside the snapshot and fails, and so
+//! does a snapshot that no figure matches any more.
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use shared::experiments::ExperimentResult;
 use shared::results::ResultsIndex;
-use viewer::chart::{Figure, Panel, SeriesKind};
+use viewer::chart::{Figure, Marker, Panel, SeriesKind};
 use viewer::draw_plotters::{to_png, to_rgb, to_svg};
-use viewer::figures::{Prepared, prepare_all};
+use viewer::figures::{
+    Prepared, accuracy_table, add_place, prepare_all, seed_alignment, token_effects,
+};
+use viewer::theme::Rgb;
 
 fn fixture_index() -> ResultsIndex {
     let files = shared::fixtures::bundle();
@@ -49,6 +55,74 @@ fn well_formed(svg: &str) -> usize {
     elements
 }
 
+/// The `<tag …>` elements of the SVG whose attribute `attr` (`fill`, `stroke`) is `color`.
+fn count_coloured(svg: &str, tag: &str, attr: &str, color: Rgb) -> usize {
+    let want = format!("{attr}=\"{}\"", color.to_hex());
+    svg.split(&format!("<{tag} "))
+        .skip(1)
+        .filter(|e| {
+            e.split('>')
+                .next()
+                .is_some_and(|attrs| attrs.to_lowercase().contains(&want))
+        })
+        .count()
+}
+
+/// What a figure's plot panels draw in one colour: filled rectangles (one per bar, box, reference
+/// line band and square marker) and boxes.
+#[derive(Debug, Default)]
+struct Marks {
+    rects: usize,
+    boxes: usize,
+}
+
+/// The marks of every colour that has bars or boxes.
+fn bar_and_box_marks(f: &Figure) -> BTreeMap<String, (Rgb, Marks)> {
+    let series: Vec<_> = f
+        .panels
+        .iter()
+        .filter_map(|p| match p {
+            Panel::Plot(p) => Some(&p.series),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let mut out = BTreeMap::new();
+    for s in &series {
+        if matches!(s.kind, SeriesKind::Bars { .. } | SeriesKind::Boxes { .. }) {
+            out.insert(s.color.to_hex(), (s.color, Marks::default()));
+        }
+    }
+    for s in series {
+        let Some((_, m)) = out.get_mut(&s.color.to_hex()) else {
+            continue;
+        };
+        match &s.kind {
+            SeriesKind::Bars { bars, .. } => m.rects += bars.len(),
+            SeriesKind::Boxes { boxes, .. } => {
+                m.rects += boxes.len();
+                m.boxes += boxes.len();
+            }
+            SeriesKind::HLine { band, .. } => m.rects += usize::from(band.is_some()),
+            SeriesKind::Line {
+                points,
+                marker: Some(Marker::Square),
+                ..
+            } => m.rects += points.iter().filter(|p| p.1.is_finite()).count(),
+            SeriesKind::Line { .. } => {}
+        }
+    }
+    out
+}
+
+/// The rectangles of the SVG in the colours of the figure's bars and boxes.
+fn bar_and_box_rects(svg: &str, f: &Figure) -> usize {
+    bar_and_box_marks(f)
+        .values()
+        .map(|(c, _)| count_coloured(svg, "rect", "fill", *c))
+        .sum()
+}
+
 fn circle_markers(f: &Figure) -> usize {
     f.panels
         .iter()
@@ -75,12 +149,16 @@ fn every_figure_matches_its_svg_snapshot() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
     let update = std::env::var("UPDATE_SNAPSHOTS").is_ok();
     let mut failures = Vec::new();
-    let mut seen = 0;
+    let mut seen = std::collections::BTreeSet::new();
     for p in all() {
         for f in &p.figures {
-            seen += 1;
             let svg = to_svg(f, 1.0).unwrap();
             let path = dir.join(format!("{}--{}.svg", p.id, f.id));
+            assert!(
+                seen.insert(path.clone()),
+                "two figures share {}",
+                path.display()
+            );
             if update {
                 std::fs::create_dir_all(&dir).unwrap();
                 std::fs::write(&path, &svg).unwrap();
@@ -100,9 +178,18 @@ fn every_figure_matches_its_svg_snapshot() {
         }
     }
     assert!(
-        seen >= 16,
-        "expected every figure of the fixtures, got {seen}"
+        seen.len() >= 16,
+        "expected every figure of the fixtures, got {}",
+        seen.len()
     );
+    // a snapshot no figure matches is a figure that is no longer drawn (or exported)
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.to_string_lossy();
+        if name.ends_with(".svg") && !name.ends_with(".new.svg") && !seen.contains(&path) {
+            failures.push(format!("{name}: no figure draws it any more (delete it)"));
+        }
+    }
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
@@ -121,6 +208,104 @@ fn every_svg_is_well_formed_and_has_one_circle_per_marker() {
             );
         }
     }
+}
+
+#[test]
+fn every_bar_and_box_is_one_rect_and_every_box_six_strokes_of_its_colour() {
+    let mut boxes = 0;
+    let mut rects = 0;
+    for p in all() {
+        for f in &p.figures {
+            let svg = to_svg(f, 1.0).unwrap();
+            for (hex, (color, m)) in bar_and_box_marks(f) {
+                let at = format!("{} / {} / {hex}", p.id, f.id);
+                assert_eq!(
+                    count_coloured(&svg, "rect", "fill", color),
+                    m.rects,
+                    "{at}: rects"
+                );
+                // a box is outlined, has a median and two whiskers with caps, all in its colour
+                if m.boxes > 0 {
+                    assert_eq!(
+                        count_coloured(&svg, "polyline", "stroke", color),
+                        6 * m.boxes,
+                        "{at}: box strokes"
+                    );
+                }
+                rects += m.rects;
+                boxes += m.boxes;
+            }
+        }
+    }
+    assert!(rects > 100 && boxes > 10, "{rects} rects, {boxes} boxes");
+}
+
+/// Checks that the figure `id` of `figs` draws `n` (> 0) rects in its bars' and boxes' colours.
+fn assert_bar_rects(figs: &[Figure], id: &str, n: usize) {
+    let f = figs.iter().find(|f| f.id == id).unwrap();
+    let svg = to_svg(f, 1.0).unwrap();
+    assert!(n > 0, "{id}: the fixture has nothing to draw");
+    assert_eq!(bar_and_box_rects(&svg, f), n, "{id}");
+}
+
+#[test]
+fn bar_box_and_table_svgs_have_one_mark_per_item_of_their_prepared_data() {
+    let index = fixture_index();
+    let mut kinds = 0;
+    for r in index.experiments.values() {
+        match r {
+            ExperimentResult::SeedAlignment(r) => {
+                let d = seed_alignment::prepare(r);
+                let figs = seed_alignment::figures(&d);
+                // a cosine bar and a perf-diff bar per layer
+                assert_bar_rects(&figs, "cossims", 2 * d.layers.len());
+                let merged = d
+                    .layers
+                    .iter()
+                    .filter(|l| l.cosine_merged_vs_joint.is_some());
+                assert_bar_rects(&figs, "cossims_merged_vs_vanilla", merged.count());
+            }
+            ExperimentResult::AddPlace(r) => {
+                let d = add_place::prepare(r, &Default::default());
+                let figs = add_place::figures(&d);
+                let sites = d.curves[0].points.len();
+                assert_bar_rects(&figs, &format!("add-place-{}", d.bench), sites);
+            }
+            ExperimentResult::TokenEffects(r) => {
+                let d = token_effects::prepare(r, &Default::default());
+                let figs = token_effects::figures(&d);
+                let groups = d.top.len() + d.bottom.len() + d.kl.len();
+                assert_bar_rects(&figs, &figs[0].id, groups);
+                let (_, first, other) = d.token_at_first.as_ref().unwrap();
+                let at_first = usize::from(first.is_some()) + usize::from(other.is_some());
+                assert_bar_rects(&figs, "token-at-first", at_first);
+                let bins = [&d.histogram_top_diff, &d.histogram_kl]
+                    .into_iter()
+                    .flatten()
+                    .map(|h| h.counts.len())
+                    .sum();
+                assert_bar_rects(&figs, "histograms", bins);
+            }
+            _ => continue,
+        }
+        kinds += 1;
+    }
+    assert_eq!(kinds, 3, "seed alignment, add place and token effects");
+    // the accuracy table: its title, then a text per header and per cell
+    let t = accuracy_table::prepare(&index, &Default::default());
+    let f = &accuracy_table::figures(&t)[0];
+    let Panel::Table(table) = &f.panels[0] else {
+        panic!("the accuracy table is a table")
+    };
+    let columns = 2 + t.headers.len() + 2;
+    assert_eq!(table.headers.len(), columns);
+    assert!(t.rows.len() > 5, "{} rows", t.rows.len());
+    let svg = to_svg(f, 1.0).unwrap();
+    assert_eq!(
+        count(&svg, "text"),
+        1 + columns * (t.rows.len() + 1),
+        "accuracy table: texts"
+    );
 }
 
 #[test]
@@ -266,6 +451,8 @@ fn export_writes_images_csv_and_json_for_every_figure() {
         .count();
     assert_eq!(svgs, n_figures);
     assert_eq!(jsons, all().len());
+    let distinct: std::collections::BTreeSet<_> = written.iter().collect();
+    assert_eq!(distinct.len(), written.len(), "a file was written twice");
     assert!(
         written
             .iter()
@@ -275,7 +462,7 @@ fn export_writes_images_csv_and_json_for_every_figure() {
 
 #[test]
 fn empty_and_inconsistent_experiments_draw_and_explain_themselves() {
-    use shared::experiments::{ExperimentResult, Matrix};
+    use shared::experiments::Matrix;
     for (path, bytes) in shared::fixtures::bundle() {
         if !path.starts_with("experiments/") {
             continue;

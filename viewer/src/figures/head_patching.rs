@@ -10,7 +10,8 @@ use super::curves::{self, Curve, CurveData, baselines, sorted_points, sweep_spec
 use crate::chart::{Figure, Panel};
 
 /// Which panels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum View {
     /// One panel per projection type.
     #[default]
@@ -20,6 +21,25 @@ pub enum View {
         /// Use the `inverse_*` projection types.
         inverse: bool,
     },
+}
+
+impl View {
+    /// Every view, in the order of the app's choices (`viewer export` writes each).
+    pub const ALL: [Self; 3] = [
+        Self::PerProjType,
+        Self::Combined { inverse: false },
+        Self::Combined { inverse: true },
+    ];
+
+    /// What the view appends to file names and figure ids (nothing for the default view), so
+    /// that the views of one result export to distinct files.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::PerProjType => "",
+            Self::Combined { inverse: false } => "-combined",
+            Self::Combined { inverse: true } => "-combined-inverse",
+        }
+    }
 }
 
 /// What to show.
@@ -38,8 +58,8 @@ pub struct Data {
     pub model: String,
     /// One curve panel per projection type, in the order q, k, v, inverse q/k/v, then others.
     pub panels: Vec<CurveData>,
-    /// Whether the combined view is shown.
-    pub combined: bool,
+    /// Which panels these are.
+    pub view: View,
 }
 
 fn proj_order(p: &str) -> (u8, String) {
@@ -130,19 +150,20 @@ pub fn prepare(r: &HeadPatchingResult, o: &Options) -> Data {
     Data {
         model: r.model.clone(),
         panels,
-        combined,
+        view: o.view,
     }
 }
 
 /// One figure with a panel per projection type (3 columns; the combined view shares one row).
 pub fn figures(d: &Data) -> Vec<Figure> {
     let title = format!("{} · heads of the last layer", d.model);
+    let combined = matches!(d.view, View::Combined { .. });
     // The combined view is the paper's figure: orange line, black labelled baselines, shared y range.
     let mut panels: Vec<Panel> = d
         .panels
         .iter()
         .map(|c| {
-            if d.combined {
+            if combined {
                 let mut p = curves::paper_panel(c);
                 p.title = c.title.clone();
                 Panel::Plot(p)
@@ -151,7 +172,7 @@ pub fn figures(d: &Data) -> Vec<Figure> {
             }
         })
         .collect();
-    if d.combined {
+    if combined {
         let ranges: Vec<(f64, f64)> = panels
             .iter()
             .filter_map(|p| {
@@ -172,13 +193,8 @@ pub fn figures(d: &Data) -> Vec<Figure> {
             }
         }
     }
-    let id = if d.combined {
-        "head-patching-combined"
-    } else {
-        "head-patching"
-    };
     let mut f = Figure {
-        id: id.into(),
+        id: format!("head-patching{}", d.view.suffix()),
         title,
         panels,
         columns: 3,
@@ -248,6 +264,24 @@ mod tests {
         let titles: Vec<&str> = c.panels.iter().map(|p| p.title.as_str()).collect();
         assert_eq!(titles, ["Steer Q-Proj", "Steer K-Proj", "Steer V-Proj"]);
         let f = &figures(&c)[0];
+        assert_eq!(f.id, "head-patching-combined");
+        let inverse = prepare(
+            &r,
+            &Options {
+                view: View::Combined { inverse: true },
+                ..Options::default()
+            },
+        );
+        let names: Vec<&str> = inverse
+            .panels
+            .iter()
+            .map(|p| p.curves[0].name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["inverse_q_proj", "inverse_k_proj", "inverse_v_proj"]
+        );
+        assert_eq!(figures(&inverse)[0].id, "head-patching-combined-inverse");
         let ys: Vec<Option<(f64, f64)>> = f
             .panels
             .iter()

@@ -25,7 +25,8 @@ use crate::chart::Figure;
 /// A prepared figure set, ready to draw and export.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    /// File-name stem (`layers-Qwen2.5-Math-7B`).
+    /// File-name stem (`experiments_Qwen2.5-Math-7B_layers`; a non-default head-patching view
+    /// appends [`head_patching::View::suffix`]).
     pub id: String,
     /// The figures.
     pub figures: Vec<Figure>,
@@ -149,7 +150,7 @@ pub fn prepare_experiment(path: &str, result: &ExperimentResult, o: &ViewOptions
             };
             let d = head_patching::prepare(r, &opts);
             Prepared::new(
-                id,
+                format!("{id}{}", o.head_view.suffix()),
                 head_patching::figures(&d),
                 one(head_patching::csv(&d)),
                 &d,
@@ -212,14 +213,25 @@ pub fn prepare_training(index: &ResultsIndex, o: &training_curves::Options) -> O
 }
 
 /// Every figure of a results root with default options: the accuracy table, the training curves,
-/// and each experiment result (sorted by path).
+/// and each experiment result (sorted by path); a head-patching result once per
+/// [`head_patching::View`] (the combined q/k/v views are figures of their own).
 pub fn prepare_all(index: &ResultsIndex) -> Vec<Prepared> {
     let mut out: Vec<Prepared> = prepare_table(index, &Default::default())
         .into_iter()
         .chain(prepare_training(index, &Default::default()))
         .collect();
     for (path, r) in &index.experiments {
-        out.push(prepare_experiment(path, r, &ViewOptions::default()));
+        let views: &[head_patching::View] = match r {
+            ExperimentResult::HeadPatching(_) => &head_patching::View::ALL,
+            _ => &[head_patching::View::PerProjType],
+        };
+        for &head_view in views {
+            let o = ViewOptions {
+                head_view,
+                ..ViewOptions::default()
+            };
+            out.push(prepare_experiment(path, r, &o));
+        }
     }
     out
 }
