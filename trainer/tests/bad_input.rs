@@ -1,4 +1,5 @@
 //! Bad inputs give errors that name the file and the problem (never a panic).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The `trainer` binary: `inspect` and `generate` on the fixture models, and their errors.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -20,7 +21,7 @@ fn inspect_reports_architecture_sizes_and_counts() {
     assert_eq!(v["architecture"], "Olmo2ForCausalLM");
     assert_eq!(v["layers"], 3);
     assert_eq!(v["steering_parameters"], 3 * 64);
-    assert_eq!(v["weight_dtypes"]["F16"].as_u64().unwrap() > 0, true);
+    assert!(v["weight_dtypes"]["F16"].as_u64().unwrap() > 0);
     // Embeddings + LM head + 3 layers of attention, q/k norms, MLP and norms + final norm.
     let (h, i, v_, kv) = (64u64, 128u64, 400u64, 32u64);
     let per_layer = h * h + 2 * h * kv + h * h + (h + kv) + 3 * h * i + 2 * h;
@@ -40,7 +41,7 @@ fn generate_prints_json_lines_and_is_reproducible() {
     assert_eq!(lines.len(), 4);
     for line in &lines {
         let n = line["num_tokens"].as_u64().unwrap();
-        assert!(n >= 1 && n <= 6);
+        assert!((1..=6).contains(&n));
         assert!(line["sum_logprob"].as_f64().unwrap() < 0.0);
     }
     assert_eq!(lines[2]["prompt"], "Hi");

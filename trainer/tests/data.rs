@@ -126,7 +126,7 @@ fn malformed_files_and_rows_are_errors_naming_file_and_row() {
     };
     let m = ColumnMapping::default();
     let bad_json = write("a.jsonl", "{\"problem\": \"p\", \"answer\": \"1\"}\n\n{\"problem\": \"p\", \"answ\n");
-    let e = data::load(&[bad_json.clone()], "test", &m).unwrap_err().to_string();
+    let e = data::load(std::slice::from_ref(&bad_json), "test", &m).unwrap_err().to_string();
     assert!(e.starts_with(&format!("{}: line 3: expected a JSON object, found invalid JSON", bad_json.display())), "{e}");
     let not_object = write("b.jsonl", "[1, 2]\n");
     let e = data::load(&[not_object], "test", &m).unwrap_err().to_string();
@@ -155,7 +155,7 @@ fn malformed_files_and_rows_are_errors_naming_file_and_row() {
     let e = data::load(&[cut], "test", &m).unwrap_err().to_string();
     assert!(e.contains("h.arrow: expected an Arrow IPC stream or file: truncated"), "{e}");
     let array = write("j.json", "[{\"problem\": \"p\", \"answer\": 3}, {\"problem\": \"q\", \"answer\": \"4\"}, 5]");
-    let e = data::load(&[array.clone()], "test", &m).unwrap_err().to_string();
+    let e = data::load(std::slice::from_ref(&array), "test", &m).unwrap_err().to_string();
     assert!(e.ends_with("j.json: row 3: expected a JSON object, found a number"), "{e}");
     std::fs::write(&array, "[{\"problem\": \"p\", \"answer\": 3}, {\"problem\": \"q\", \"answer\": \"4\"}]").unwrap();
     assert_eq!(data::load(&[array], "test", &m).unwrap()[0].answer, "3");

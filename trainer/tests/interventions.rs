@@ -1,5 +1,6 @@
 //! Each intervention changes exactly what it names, checked on the tiny fixtures by comparing
 //! against an equivalent plain steering configuration and against the layers it must not touch.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

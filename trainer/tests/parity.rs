@@ -3,6 +3,7 @@
 //! states, greedy generations (identical tokens, batched with padding and a KV cache), the same
 //! with non-zero `down_proj` biases as steering vectors, and the gradient of completion
 //! log-probabilities with respect to those vectors (relative error < 1e-3).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Prompt construction of the reference system (§3.3) on the fixture tokenizers.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -277,7 +277,7 @@ fn evaluate_on(args: &EvalArgs, device: burn::tensor::Device, shard: Shard, quie
 /// The model and steering of a `trainer train` checkpoint on top of `base`, the context of its
 /// results (from the results layout of its path, else from its config and state) and that layout's
 /// root.
-fn trained_policy(dir: &Path, base: CausalLm) -> anyhow::Result<(CausalLm, (Steering, EvalContext, Option<PathBuf>))> {
+fn trained_policy(dir: &Path, base: CausalLm) -> anyhow::Result<(CausalLm, SteeringAndContext)> {
     let (train_config, state) = trainer::train::checkpoint::read_state(dir)?;
     let (lm, steering) = trainer::train::checkpoint::load_for_inference(dir, base)?;
     let (context, root) = checkpoint_context(dir).map_or_else(
@@ -299,11 +299,10 @@ fn trained_policy(dir: &Path, base: CausalLm) -> anyhow::Result<(CausalLm, (Stee
 
 /// The steering to apply, the context of the results, and (for a checkpoint in the results
 /// layout) the results root it belongs to.
-fn steering_and_context(
-    args: &EvalArgs,
-    config: &EvalConfig,
-    lm: &CausalLm,
-) -> anyhow::Result<(Steering, EvalContext, Option<PathBuf>)> {
+type SteeringAndContext = (Steering, EvalContext, Option<PathBuf>);
+
+/// The [`SteeringAndContext`] of the command line's `--steering` / `--checkpoint`.
+fn steering_and_context(args: &EvalArgs, config: &EvalConfig, lm: &CausalLm) -> anyhow::Result<SteeringAndContext> {
     let model_name = args
         .model_name
         .clone()

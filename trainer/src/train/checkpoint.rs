@@ -5,8 +5,8 @@
 //! - `trainer_state.json`: step, total steps, data position, sampling seed of the next step,
 //!   `reinforce_with_baseline`'s running mean;
 //! - the parameters (f32): `trainable.safetensors` (steering setups), `adapter_model.safetensors`
-//!   + `adapter_config.json` (LoRA, PEFT's names and layout), or `model.safetensors` with the base
-//!   model's `config.json`, `generation_config.json` and tokenizer files (full fine-tuning: a
+//!   with `adapter_config.json` (LoRA, PEFT's names and layout), or `model.safetensors` with the
+//!   base model's `config.json`, `generation_config.json` and tokenizer files (full fine-tuning: a
 //!   normal Hugging Face directory);
 //! - `steering_vectors.safetensors`: the effective per-layer vectors (or the at-place vector) in
 //!   steerlab's steering format, for steering setups;

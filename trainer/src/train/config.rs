@@ -301,13 +301,13 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.warmup_ratio) {
             return Err(format!("key `warmup_ratio`: expected a number in [0, 1], found {}", self.warmup_ratio));
         }
-        if !(self.max_grad_norm > 0.0) {
+        if self.max_grad_norm.is_nan() || self.max_grad_norm <= 0.0 {
             return Err(format!("key `max_grad_norm`: expected a positive number, found {}", self.max_grad_norm));
         }
-        if !(self.kl_coef >= 0.0) {
+        if self.kl_coef.is_nan() || self.kl_coef < 0.0 {
             return Err(format!("key `kl_coef`: expected a number ≥ 0, found {}", self.kl_coef));
         }
-        if !(self.generation_temperature > 0.0) {
+        if self.generation_temperature.is_nan() || self.generation_temperature <= 0.0 {
             return Err(format!(
                 "key `generation_temperature`: expected a positive number (training samples), found {}",
                 self.generation_temperature

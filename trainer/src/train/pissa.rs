@@ -131,7 +131,7 @@ fn symmetric_eigen(m: &Mat) -> (Vec<f64>, Mat) {
 
 /// Top-`rank` singular triplets of `w`: `(U [rows, r], S [r], V [cols, r])`.
 fn top_svd(w: &Mat, rank: usize, seed: u64) -> (Mat, Vec<f64>, Mat) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5049_5353_41);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0050_4953_5341);
     let start = Mat { rows: w.cols, cols: rank, data: (0..w.cols * rank).map(|_| rng.random_range(-1.0..1.0)).collect() };
     let wt = w.transpose();
     let mut q = start.orthonormalize();
@@ -144,9 +144,9 @@ fn top_svd(w: &Mat, rank: usize, seed: u64) -> (Mat, Vec<f64>, Mat) {
     let s: Vec<f64> = values.iter().map(|x| x.max(0.0).sqrt()).collect();
     let v = q.mul(&e);
     let mut u = y.mul(&e);
-    for c in 0..rank {
+    for (c, sc) in s.iter().enumerate().take(rank) {
         for r in 0..u.rows {
-            u.data[r * rank + c] /= s[c].max(1e-300);
+            u.data[r * rank + c] /= sc.max(1e-300);
         }
     }
     (u, s, v)

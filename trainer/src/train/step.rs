@@ -274,20 +274,25 @@ struct WorkerGradient {
     kl: f64,
 }
 
-/// The gradient of the loss over a worker's completions (`advantages` and `use_sequence`
-/// indexed like `rollout.completions`), in micro-batches of `batch_size` sequences.
+/// A worker's completions with their advantages and whether each carries a gradient (indexed
+/// like `rollout.completions`).
+struct WorkerShare<'a> {
+    rollout: &'a WorkerRollout,
+    advantages: &'a [f64],
+    use_sequence: &'a [bool],
+}
+
+/// The gradient of the loss over a worker's share, in micro-batches of `batch_size` sequences.
 fn worker_gradient(
     policy: &Policy,
     ctx: &StepContext<'_>,
     prompts: &[TrainPrompt],
-    rollout: &WorkerRollout,
-    advantages: &[f64],
-    use_sequence: &[bool],
+    share: &WorkerShare<'_>,
     settings: &LossSettings,
     progress: &ProgressBar,
 ) -> Result<WorkerGradient> {
-    let completions = &rollout.completions;
-    let rows: Vec<usize> = (0..completions.len()).filter(|&i| use_sequence[i]).collect();
+    let (completions, advantages) = (&share.rollout.completions, share.advantages);
+    let rows: Vec<usize> = (0..completions.len()).filter(|&i| share.use_sequence[i]).collect();
     let mut out = WorkerGradient { grads: None, loss: 0.0, kl: 0.0 };
     for chunk in rows.chunks(ctx.config.batch_size) {
         let batch = LossBatch {
@@ -412,7 +417,8 @@ pub fn train_step(
         parallel::for_each_worker(workers, |i, policy| {
             let r = &rollouts[i];
             let own = r.prompts.start * g..r.prompts.end * g;
-            worker_gradient(policy, ctx, prompts, r, &adv.values[own.clone()], &use_sequence[own], &settings, progress)
+            let share = WorkerShare { rollout: r, advantages: &adv.values[own.clone()], use_sequence: &use_sequence[own] };
+            worker_gradient(policy, ctx, prompts, &share, &settings, progress)
         })?
     };
     peak_memory = peak_memory.max(reserved_memory(workers));
