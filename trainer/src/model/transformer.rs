@@ -80,11 +80,31 @@ impl RmsNorm {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let dtype = x.dtype();
         let x = x.cast(accumulation_dtype(dtype));
-        let rms = x.clone().square().mean_dim(D - 1).add_scalar(self.eps).sqrt();
+        let rms = mean_last_dim(x.clone().square()).add_scalar(self.eps).sqrt();
         let weight = self.weight.clone().unsqueeze::<D>();
         // transformers: weight * (x * rsqrt(var + eps)).to(input_dtype)
         (x / rms).cast(dtype) * weight.cast(dtype)
     }
+}
+
+/// Columns per block of [`mean_last_dim`].
+const REDUCE_BLOCK: usize = 128;
+
+/// The mean over the last dimension (kept, of size 1). A last dimension that is a multiple of
+/// 128 (the hidden sizes of real models) is summed in two levels, over `[N, H/128, 128]` blocks
+/// and then over the block sums: burn's GPU reduction of a few long rows runs each row on one
+/// thread (0.13–0.15 ms for `[64, 1536]` on an H200, docs/performance.md), the blocked form
+/// gives it `N·H/128` rows. Other sizes (the tiny test models) use `mean_dim` itself.
+fn mean_last_dim<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let dims = x.dims();
+    let h = dims[D - 1];
+    if h <= REDUCE_BLOCK || h % REDUCE_BLOCK != 0 {
+        return x.mean_dim(D - 1);
+    }
+    let rows: usize = dims[..D - 1].iter().product();
+    let mut kept = dims;
+    kept[D - 1] = 1;
+    x.reshape([rows, h / REDUCE_BLOCK, REDUCE_BLOCK]).sum_dim(2).sum_dim(1).div_scalar(h as f64).reshape(kept)
 }
 
 /// One decoder layer's weights.
@@ -619,5 +639,37 @@ impl CausalLm {
             Some(v) => out + v.clone().cast(self.dtype).unsqueeze::<3>(),
             None => out,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{DType, Device, Tensor, TensorData};
+
+    use super::*;
+
+    #[test]
+    fn rms_norm_over_a_blocked_hidden_size_matches_a_float64_recomputation() {
+        let (rows, h) = (3, 3 * REDUCE_BLOCK);
+        let values: Vec<f32> = (0..rows * h).map(|i| ((i * 37 % 101) as f32 - 50.0) / 13.0).collect();
+        let weight: Vec<f32> = (0..h).map(|i| 0.5 + (i % 7) as f32 / 10.0).collect();
+        let device = Device::flex();
+        let norm = RmsNorm { weight: Tensor::from_data(TensorData::new(weight.clone(), [h]), &device), eps: 1e-6 };
+        let x = Tensor::<3>::from_data(TensorData::new(values.clone(), [1, rows, h]), &device);
+        let got: Vec<f32> = norm.forward(x).cast(DType::F32).into_data().iter::<f32>().collect();
+        for r in 0..rows {
+            let row = &values[r * h..(r + 1) * h];
+            let ms = row.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / h as f64;
+            for (i, &v) in row.iter().enumerate() {
+                let want = f64::from(v) / (ms + 1e-6).sqrt() * f64::from(weight[i]);
+                let g = f64::from(got[r * h + i]);
+                assert!((g - want).abs() <= 1e-5 * want.abs().max(1.0), "row {r} col {i}: {g} vs {want}");
+            }
+        }
+        // The one-level path (a size that is not a multiple of the block) agrees too.
+        let odd = Tensor::<2>::from_data(TensorData::new(values[..2 * 200].to_vec(), [2, 200]), &device);
+        let blocked = mean_last_dim(Tensor::<2>::from_data(TensorData::new(values[..2 * h].to_vec(), [2, h]), &device));
+        assert_eq!(mean_last_dim(odd).dims(), [2, 1]);
+        assert_eq!(blocked.dims(), [2, 1]);
     }
 }
