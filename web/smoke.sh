@@ -3,7 +3,8 @@
 # Chromium with the example bundle (?url=example.zip), takes a screenshot, and checks that the page
 # reports no panic, that the bundle was read, and that the screenshot is not blank. Then
 # web/browser-test/picker.mjs (playwright-core driving the same Chromium) opens the example .zip
-# through the page's file picker and downloads the shown figure as SVG and PNG.
+# through the page's file picker, downloads the shown figure as SVG and PNG, and drops the example
+# folder (shared/fixtures, the files example.zip holds) on the page.
 #
 # Needs: Debian's `chromium` package, python3, node and npm (playwright-core is installed from the
 # npm registry into web/browser-test/node_modules on the first run).
@@ -95,4 +96,5 @@ PY
 if [ ! -d web/browser-test/node_modules/playwright-core ]; then
   npm ci --prefix web/browser-test --no-audit --no-fund >/dev/null
 fi
-CHROMIUM="$CHROMIUM" node web/browser-test/picker.mjs "http://127.0.0.1:$PORT" "$DIST/example.zip" "$OUT"
+CHROMIUM="$CHROMIUM" node web/browser-test/picker.mjs "http://127.0.0.1:$PORT" "$DIST/example.zip" "$OUT" \
+  shared/fixtures

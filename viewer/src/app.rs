@@ -346,7 +346,10 @@ impl ViewerApp {
                         }
                     }
                 }
-                if let Ok(mut q) = inbox.lock() {
+                // as natively: nothing readable keeps what is open, and the error stays shown
+                if !files.is_empty()
+                    && let Ok(mut q) = inbox.lock()
+                {
                     q.push(Incoming::Files("dropped files".into(), files));
                 }
                 ctx.request_repaint();

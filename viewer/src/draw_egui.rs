@@ -152,6 +152,10 @@ fn plot(ui: &mut egui::Ui, p: &PlotPanel, id: &str, w: f32, h: f32) {
     let tick_labels = p.x_ticks.clone().unwrap_or_default();
     // error bars in the text colour (black on paper, as the file export draws them)
     let foreground = ui.visuals().text_color();
+    // colours that would vanish on the plot's background (the paper's black baselines on a dark
+    // screen) are drawn in the text colour; the file export keeps them
+    let background = Rgb::from_egui(ui.visuals().extreme_bg_color);
+    let ink = move |c: Rgb| c.readable_on(background, Rgb::from_egui(foreground));
     let ticks_of = move |x: f64| {
         tick_labels
             .iter()
@@ -162,6 +166,7 @@ fn plot(ui: &mut egui::Ui, p: &PlotPanel, id: &str, w: f32, h: f32) {
         let (bx0, bx1) = (x0, x1);
         for s in &series {
             let map_y = |y: f64| if s.axis == Axis::Right { to_left(y) } else { y };
+            let color = ink(s.color);
             match &s.kind {
                 SeriesKind::Line {
                     points,
@@ -181,7 +186,7 @@ fn plot(ui: &mut egui::Ui, p: &PlotPanel, id: &str, w: f32, h: f32) {
                     };
                     pu.line(
                         Line::new(s.name.clone(), PlotPoints::new(pts.clone()))
-                            .color(col(s.color))
+                            .color(col(color))
                             .width(*width)
                             .style(style),
                     );
@@ -194,7 +199,7 @@ fn plot(ui: &mut egui::Ui, p: &PlotPanel, id: &str, w: f32, h: f32) {
                         let hi: Vec<f64> = band.iter().map(|b| map_y(b.2)).collect();
                         pu.add(
                             FilledArea::new("", &xs, &lo, &hi)
-                                .fill_color(col_alpha(s.color, s.fill_alpha))
+                                .fill_color(col_alpha(color, s.fill_alpha))
                                 .allow_hover(false),
                         );
                     }
@@ -207,7 +212,7 @@ fn plot(ui: &mut egui::Ui, p: &PlotPanel, id: &str, w: f32, h: f32) {
                             Points::new(s.name.clone(), PlotPoints::new(pts))
                                 .shape(shape)
                                 .radius(3.0)
-                                .color(col(s.color))
+                                .color(col(color))
                                 .filled(true),
                         );
                     }
@@ -226,7 +231,7 @@ fn plot(ui: &mut egui::Ui, p: &PlotPanel, id: &str, w: f32, h: f32) {
                     };
                     pu.hline(
                         HLine::new(s.name.clone(), map_y(*y))
-                            .color(col(s.color))
+                            .color(col(color))
                             .width(*width)
                             .style(style),
                     );
@@ -239,13 +244,13 @@ fn plot(ui: &mut egui::Ui, p: &PlotPanel, id: &str, w: f32, h: f32) {
                         ];
                         pu.polygon(
                             Polygon::new("", PlotPoints::new(poly))
-                                .fill_color(col_alpha(s.color, s.fill_alpha))
+                                .fill_color(col_alpha(color, s.fill_alpha))
                                 .stroke(Stroke::NONE)
                                 .allow_hover(false),
                         );
                     }
                     if let Some(label) = label {
-                        let text = egui::RichText::new(label.clone()).color(col(s.color));
+                        let text = egui::RichText::new(label.clone()).color(col(color));
                         pu.text(
                             egui_plot::Text::new(
                                 s.name.clone(),
@@ -271,7 +276,7 @@ fn plot(ui: &mut egui::Ui, p: &PlotPanel, id: &str, w: f32, h: f32) {
                         })
                         .collect();
                     pu.bar_chart(
-                        BarChart::new(s.name.clone(), bs).color(col_alpha(s.color, s.fill_alpha)),
+                        BarChart::new(s.name.clone(), bs).color(col_alpha(color, s.fill_alpha)),
                     );
                     for b in bars {
                         let Some(e) = b.err else { continue };
@@ -300,15 +305,15 @@ fn plot(ui: &mut egui::Ui, p: &PlotPanel, id: &str, w: f32, h: f32) {
                             BoxElem::new(b.x, spread)
                                 .box_width(*width)
                                 .whisker_width(*width / 2.0)
-                                .fill(col_alpha(s.color, s.fill_alpha))
-                                .stroke(Stroke::new(1.5, col(s.color)))
+                                .fill(col_alpha(color, s.fill_alpha))
+                                .stroke(Stroke::new(1.5, col(color)))
                                 .name(format!(
                                     "{label}\nn = {}, mean {:.4}\nmedian {:.4}, max {:.4}",
                                     st.count, st.mean, st.median, st.max
                                 ))
                         })
                         .collect();
-                    pu.box_plot(BoxPlot::new(s.name.clone(), elems).color(col(s.color)));
+                    pu.box_plot(BoxPlot::new(s.name.clone(), elems).color(col(color)));
                 }
             }
         }

@@ -15,6 +15,26 @@ impl Rgb {
         egui::Color32::from_rgb(self.0, self.1, self.2)
     }
 
+    /// The colour part of an egui colour (its alpha dropped).
+    pub fn from_egui(c: egui::Color32) -> Self {
+        Self(c.r(), c.g(), c.b())
+    }
+
+    /// Perceived brightness, 0 (black) to 255 (white): ITU-R BT.601 luma.
+    pub fn luma(self) -> f64 {
+        0.299 * f64::from(self.0) + 0.587 * f64::from(self.1) + 0.114 * f64::from(self.2)
+    }
+
+    /// This colour, or `fallback` where it would hardly show on `background` (lumas closer than
+    /// [`MIN_CONTRAST`]): the paper's black baselines drawn on a dark screen.
+    pub fn readable_on(self, background: Rgb, fallback: Rgb) -> Rgb {
+        if (self.luma() - background.luma()).abs() < MIN_CONTRAST {
+            fallback
+        } else {
+            self
+        }
+    }
+
     /// Linear interpolation towards `other` (t in [0, 1]).
     pub fn lerp(self, other: Rgb, t: f64) -> Rgb {
         let t = t.clamp(0.0, 1.0);
@@ -27,6 +47,10 @@ impl Rgb {
         format!("#{:02x}{:02x}{:02x}", self.0, self.1, self.2)
     }
 }
+
+/// The least luma difference between a stroke and its background for the stroke to show
+/// ([`Rgb::readable_on`]); the darkest colour drawn on screen, the dark grey baseline (85), stays.
+pub const MIN_CONTRAST: f64 = 48.0;
 
 /// The paper's orange (main curves, `#F28E2B`).
 pub const ORANGE: Rgb = Rgb::hex(0xF28E2B);
@@ -145,10 +169,11 @@ impl Colormap {
 
     /// Black or white text, whichever reads better on `background`.
     pub fn text_on(background: Rgb) -> Rgb {
-        let l = 0.299 * f64::from(background.0)
-            + 0.587 * f64::from(background.1)
-            + 0.114 * f64::from(background.2);
-        if l > 140.0 { BLACK } else { WHITE }
+        if background.luma() > 140.0 {
+            BLACK
+        } else {
+            WHITE
+        }
     }
 }
 
@@ -186,5 +211,23 @@ mod tests {
         assert_eq!(m.color(-1.0, -2.0, 1.0), WHITE.lerp(BLUE, 0.5));
         assert_eq!(Colormap::Viridis.color(0.0, 0.0, 1.0), VIRIDIS[0]);
         assert_eq!(Colormap::Viridis.color(1.0, 0.0, 1.0), VIRIDIS[4]);
+    }
+
+    #[test]
+    fn black_on_a_dark_background_becomes_the_fallback_and_other_colours_stay() {
+        // egui's dark theme: plot background grey 10, text grey 140
+        let (dark, text) = (Rgb(10, 10, 10), Rgb(140, 140, 140));
+        assert_eq!(BLACK.readable_on(dark, text), text);
+        assert_eq!(Rgb(30, 30, 30).readable_on(dark, text), text);
+        for c in [ORANGE, BLUE, GREY, C0, C1]
+            .into_iter()
+            .chain(BASELINES)
+            .chain(SERIES)
+        {
+            assert_eq!(c.readable_on(dark, text), c, "{}", c.to_hex());
+        }
+        // on paper, black stays black and white would vanish
+        assert_eq!(BLACK.readable_on(WHITE, BLACK), BLACK);
+        assert_eq!(WHITE.readable_on(WHITE, BLACK), BLACK);
     }
 }

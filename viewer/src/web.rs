@@ -1,8 +1,8 @@
 //! Browser entry point: `WebHandle` is exported to JavaScript and started from `web/index.html`.
 //! Also the browser-only ways of loading results: `?url=` of a served `.zip` (or single result
-//! file), picking a folder or files, and downloading exported CSV/JSON.
+//! file), picking a folder or files, dropping a folder, and downloading exported CSV/JSON.
 
-use wasm_bindgen::JsCast as _;
+use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 use crate::app::{Inbox, Incoming};
@@ -49,6 +49,7 @@ impl WebHandle {
                     if let Some(view) = view {
                         app.select_view(&view);
                     }
+                    listen_for_folder_drops(app.inbox(), cc.egui_ctx.clone());
                     if let Some(url) = url {
                         let inbox = app.inbox();
                         let ctx = cc.egui_ctx.clone();
@@ -160,51 +161,166 @@ pub fn pick_files(inbox: Inbox, folder: bool, ctx: egui::Context) {
     let picked = input.clone();
     let on_change = Closure::<dyn FnMut()>::new(move || {
         let Some(list) = picked.files() else { return };
-        let files: Vec<web_sys::File> = (0..list.length()).filter_map(|i| list.get(i)).collect();
-        let inbox = inbox.clone();
-        let ctx = ctx.clone();
-        wasm_bindgen_futures::spawn_local(async move {
-            let mut out = Files::new();
-            for f in files {
+        let files = (0..list.length())
+            .filter_map(|i| list.get(i))
+            .map(|f| {
                 let rel = js_sys::Reflect::get(&f, &JsValue::from_str("webkitRelativePath"))
                     .ok()
                     .and_then(|v| v.as_string())
                     .unwrap_or_default();
-                let name = if rel.is_empty() { f.name() } else { rel };
-                if !name.ends_with(".zip") && !shared::results::wants_bytes(&name) {
-                    out.push((name, Vec::new()));
-                    continue;
-                }
-                match wasm_bindgen_futures::JsFuture::from(f.array_buffer()).await {
-                    Ok(buf) => {
-                        let bytes = js_sys::Uint8Array::new(&buf).to_vec();
-                        if name.ends_with(".zip") {
-                            match crate::source::from_zip(&bytes) {
-                                Ok(z) => out.extend(z),
-                                Err(e) => push(&inbox, Incoming::Error(format!("{name}: {e}"))),
-                            }
-                        } else {
-                            out.push((name, bytes));
-                        }
-                    }
-                    Err(e) => push(&inbox, Incoming::Error(format!("{name}: {}", js_err(e)))),
-                }
-            }
-            let label = if folder {
-                "picked folder"
-            } else {
-                "picked files"
-            };
-            push(
-                &inbox,
-                Incoming::Files(label.into(), crate::source::strip_common_root(out)),
-            );
-            ctx.request_repaint();
-        });
+                (if rel.is_empty() { f.name() } else { rel }, f)
+            })
+            .collect();
+        let label = if folder {
+            "picked folder"
+        } else {
+            "picked files"
+        };
+        wasm_bindgen_futures::spawn_local(load_files(inbox.clone(), ctx.clone(), label, files));
     });
     input.set_onchange(Some(on_change.as_ref().unchecked_ref()));
     on_change.forget();
     input.click();
+}
+
+/// Reads picked or dropped files, each named by its path (a folder's name first, as in
+/// `webkitRelativePath`), into the inbox and wakes the app up: a `.zip` is unpacked, a file that
+/// the results index does not read is kept without its bytes, and failures are reported.
+async fn load_files(
+    inbox: Inbox,
+    ctx: egui::Context,
+    label: &'static str,
+    files: Vec<(String, web_sys::File)>,
+) {
+    let mut out = Files::new();
+    for (name, f) in files {
+        if !name.ends_with(".zip") && !shared::results::wants_bytes(&name) {
+            out.push((name, Vec::new()));
+            continue;
+        }
+        match wasm_bindgen_futures::JsFuture::from(f.array_buffer()).await {
+            Ok(buf) => {
+                let bytes = js_sys::Uint8Array::new(&buf).to_vec();
+                if name.ends_with(".zip") {
+                    match crate::source::from_zip(&bytes) {
+                        Ok(z) => out.extend(z),
+                        Err(e) => push(&inbox, Incoming::Error(format!("{name}: {e}"))),
+                    }
+                } else {
+                    out.push((name, bytes));
+                }
+            }
+            Err(e) => push(&inbox, Incoming::Error(format!("{name}: {}", js_err(e)))),
+        }
+    }
+    push(
+        &inbox,
+        Incoming::Files(label.into(), crate::source::strip_common_root(out)),
+    );
+    ctx.request_repaint();
+}
+
+/// Reads a dropped folder. eframe hands the app only the dropped files, and a folder among them
+/// has no bytes, so a capture-phase `drop` listener on the window takes over every drop that holds
+/// a folder: it walks the dropped entries and loads their files with paths relative to the drop,
+/// as "Open folder…" does. A drop of files alone is left to eframe.
+fn listen_for_folder_drops(inbox: Inbox, ctx: egui::Context) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let on_drop =
+        Closure::<dyn FnMut(web_sys::DragEvent)>::new(move |event: web_sys::DragEvent| {
+            let Some(items) = event.data_transfer().map(|d| d.items()) else {
+                return;
+            };
+            // entries exist only while the event is dispatched: take them now, read them later
+            let entries: Vec<web_sys::FileSystemEntry> = (0..items.length())
+                .filter_map(|i| items.get(i)?.webkit_get_as_entry().ok().flatten())
+                .collect();
+            if !entries.iter().any(|e| e.is_directory()) {
+                return;
+            }
+            event.prevent_default();
+            event.stop_propagation();
+            // eframe's own drop handler would end its drag hover; a `dragleave` does that too
+            if let (Some(target), Ok(leave)) =
+                (event.target(), web_sys::DragEvent::new("dragleave"))
+            {
+                let _ = target.dispatch_event(&leave);
+            }
+            let (inbox, ctx) = (inbox.clone(), ctx.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                let files = entry_files(&inbox, entries).await;
+                load_files(inbox, ctx, "dropped folder", files).await;
+            });
+        });
+    let _ = window.add_event_listener_with_callback_and_bool(
+        "drop",
+        on_drop.as_ref().unchecked_ref(),
+        true,
+    );
+    on_drop.forget();
+}
+
+/// The files below dropped entries, each with its path from the drop (`folder/sub/file`), sorted;
+/// a folder or file that cannot be read is reported through the inbox.
+async fn entry_files(
+    inbox: &Inbox,
+    mut entries: Vec<web_sys::FileSystemEntry>,
+) -> Vec<(String, web_sys::File)> {
+    let mut out = Vec::new();
+    while let Some(entry) = entries.pop() {
+        let path = entry.full_path().trim_start_matches('/').to_owned();
+        let read = if entry.is_directory() {
+            let reader = entry
+                .unchecked_ref::<web_sys::FileSystemDirectoryEntry>()
+                .create_reader();
+            // readEntries answers in batches until an empty one
+            loop {
+                let batch = callback(|ok, err| {
+                    if let Err(e) = reader.read_entries_with_callback_and_callback(ok, err) {
+                        let _ = err.call1(&JsValue::NULL, &e);
+                    }
+                })
+                .await
+                .map(|b| js_sys::Array::from(&b));
+                match batch {
+                    Ok(b) if b.length() == 0 => break Ok(()),
+                    Ok(b) => entries.extend(b.iter().map(JsCast::unchecked_into)),
+                    Err(e) => break Err(e),
+                }
+            }
+        } else {
+            callback(|ok, err| {
+                entry
+                    .unchecked_ref::<web_sys::FileSystemFileEntry>()
+                    .file_with_callback_and_callback(ok, err);
+            })
+            .await
+            .map(|f| out.push((path.clone(), f.unchecked_into())))
+        };
+        if let Err(e) = read {
+            push(inbox, Incoming::Error(format!("{path}: {e}")));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Awaits a browser API that answers through callbacks: `call` starts it with its success and
+/// error callbacks.
+async fn callback(
+    call: impl FnOnce(&js_sys::Function, &js_sys::Function),
+) -> Result<JsValue, String> {
+    let mut call = Some(call);
+    let promise = js_sys::Promise::new(&mut |ok, err| {
+        if let Some(call) = call.take() {
+            call(&ok, &err);
+        }
+    });
+    wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .map_err(js_err)
 }
 
 #[wasm_bindgen(inline_js = r##"

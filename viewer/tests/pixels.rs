@@ -7,13 +7,14 @@
 //! anti-aliasing differences between Vulkan drivers), and a figure fails when more than 0.01 % of
 //! its pixels fail (lavapipe reproduces every figure with no failing pixel; the 16 one-pixel error
 //! bars of the add-place figure alone make 116). A broken figure (a lost series, a wrong colour
-//! map, moved panels) changes far more than that: [`a_broken_figure_fails_its_snapshot`] checks it.
+//! map, moved panels, the paper's baselines drawn black on the dark background) changes far more
+//! than that: [`a_broken_figure_fails_its_snapshot`] checks it.
 
 #![allow(clippy::unwrap_used)]
 
 use egui_kittest::{Harness, SnapshotOptions};
 use shared::results::ResultsIndex;
-use viewer::chart::{Figure, Panel};
+use viewer::chart::{Figure, Panel, SeriesKind};
 use viewer::figures::prepare_all;
 
 const THRESHOLD: f32 = 0.6;
@@ -94,7 +95,25 @@ fn a_broken_figure_fails_its_snapshot() {
     if let Panel::Heatmap(h) = &mut recoloured.panels[0] {
         h.colormap = viewer::theme::Colormap::Viridis;
     }
-    for (name, broken) in [(name, lost_curve), (grid_name, recoloured)] {
+    // The paper's black baselines would vanish on the dark screen were they not drawn in the text
+    // colour (`Rgb::readable_on`): the combined head-patching figure without them must fail too.
+    let (paper_name, paper) = fixture_figures()
+        .into_iter()
+        .find(|(n, _)| n.ends_with("_head_patching-combined--head-patching-combined"))
+        .unwrap();
+    let mut lost_baselines = paper.clone();
+    for panel in &mut lost_baselines.panels {
+        if let Panel::Plot(p) = panel {
+            p.series
+                .retain(|s| !matches!(s.kind, SeriesKind::HLine { .. }));
+        }
+    }
+    assert_ne!(lost_baselines, paper, "the figure has no baselines to lose");
+    for (name, broken) in [
+        (name, lost_curve),
+        (grid_name, recoloured),
+        (paper_name, lost_baselines),
+    ] {
         // compare in a scratch folder, so the stored snapshot and its neighbours stay untouched
         let scratch = tempfile::tempdir().unwrap();
         let stored = output_path().join(format!("{name}.png"));

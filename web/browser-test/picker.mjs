@@ -1,16 +1,18 @@
 // Browser test of the web viewer (run by web/smoke.sh): opens the page without data, clicks
 // "Open .zip / files…" on the canvas, answers the browser's file chooser with a results .zip,
 // waits until the bundle is read, then downloads the shown figure as SVG and as PNG and checks both.
+// Then it drops the results folder FOLDER on the canvas (a real drag of a directory, through the
+// Chrome DevTools Protocol) and checks that its files are read with their relative paths.
 //
-// Usage: node picker.mjs BASE_URL ZIP OUT_DIR   (CHROMIUM overrides /usr/bin/chromium)
+// Usage: node picker.mjs BASE_URL ZIP OUT_DIR FOLDER   (CHROMIUM overrides /usr/bin/chromium)
 import { chromium } from "playwright-core";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 
-const [base, zipPath, outDir] = process.argv.slice(2);
-if (!base || !zipPath || !outDir) {
-  console.error("usage: node picker.mjs BASE_URL ZIP OUT_DIR");
+const [base, zipPath, outDir, folder] = process.argv.slice(2);
+if (!base || !zipPath || !outDir || !folder) {
+  console.error("usage: node picker.mjs BASE_URL ZIP OUT_DIR FOLDER");
   process.exit(2);
 }
 
@@ -73,7 +75,8 @@ try {
   await waitStatus("the picked .zip was not read", () =>
     /picked files: .* 9 experiments/.test(window.__viewer_status || ""),
   );
-  console.log("picked:", await status());
+  const picked = await status();
+  console.log("picked:", picked);
   await page.screenshot({ path: join(outDir, "picked.png") });
 
   // 2. the figure of the shown view (the accuracy table) as SVG, then as PNG at scale 2
@@ -102,6 +105,23 @@ try {
   const pngWidth = png.readUInt32BE(16);
   if (pngWidth !== 2 * width) fail(`${pngName} is ${pngWidth} px wide, expected 2 × ${width}`);
   console.log(`${pngName}: ${png.length} bytes, ${pngWidth} px wide`);
+
+  // 3. a folder dropped on the canvas: the same results as the .zip, read with their paths
+  const counts = (s) => s.replace(/^running: [^:]*: /, "");
+  const cdp = await context.newCDPSession(page);
+  const data = { items: [], files: [resolve(folder)], dragOperationsMask: 1 };
+  for (const type of ["dragEnter", "dragOver", "drop"]) {
+    await cdp.send("Input.dispatchDragEvent", { type, x: 700, y: 450, data });
+  }
+  await waitStatus("the dropped folder was not read", () =>
+    /^running: dropped folder: .* 9 experiments/.test(window.__viewer_status || ""),
+  );
+  const dropped = await status();
+  console.log("dropped:", dropped);
+  if (counts(dropped) !== counts(picked)) {
+    fail(`the dropped folder gave "${counts(dropped)}", the .zip of it "${counts(picked)}"`);
+  }
+  await page.screenshot({ path: join(outDir, "dropped.png") });
 
   const final = await status();
   if (final.includes("panicked") || errors.length) fail(`panic or page error: ${final} ${errors}`);
