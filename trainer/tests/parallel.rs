@@ -11,6 +11,7 @@ use std::process::Command;
 use burn::tensor::DType;
 use common::fixture;
 use trainer::device::Backend;
+use trainer::eval;
 use trainer::model::weights::WeightMap;
 use trainer::parallel::DeviceSelection;
 use trainer::train::checkpoint;
@@ -152,6 +153,37 @@ fn eval_on_two_devices_merges_into_the_results_of_one() {
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.lines().count() == 2 && stdout.lines().all(|l| l.contains("\"skipped\":true")), "{stdout}");
+}
+
+#[test]
+fn shards_finished_by_an_interrupted_multi_device_eval_are_merged_by_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let lines: String = (0..3).map(|i| format!("{{\"problem\": \"What is {i} + 2?\", \"answer\": \"{}\"}}\n", i + 2)).collect();
+    std::fs::write(data.join("gsm8k.jsonl"), &lines).unwrap();
+    let config = dir.path().join("tiny.yml");
+    let yaml = format!("model_name: tiny\nmax_new_tokens: 4\ndata_dir: {}\nbenchmarks:\n  - id: gsm8k\n", data.display());
+    std::fs::write(&config, yaml).unwrap();
+    let results = dir.path().join("results");
+    let eval = |extra: &[&str]| {
+        let out = trainer_command()
+            .args(["eval", "--config", config.to_str().unwrap(), "--model", fixture("qwen2").to_str().unwrap()])
+            .args(["--results", results.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // What two devices leave when the process dies before merging: both shards, complete.
+    eval(&["--shard", "0/2"]);
+    eval(&["--shard", "1/2"]);
+    let stdout = eval(&["--devices", "0,1"]);
+    assert!(stdout.contains("\"shards\":2") && stdout.contains("\"num_problems\":3"), "{stdout}");
+    let folder = results.join("tiny/base/temp_1.0_top_p_1.0/eval_seed-0");
+    assert!(folder.join("gsm8k.summary.json").is_file());
+    assert!(!eval::has_shards(&folder).unwrap(), "shard files left behind");
 }
 
 #[test]

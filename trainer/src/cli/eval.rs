@@ -151,11 +151,13 @@ pub fn run(args: &EvalArgs, quiet: bool) -> anyhow::Result<()> {
     if collective.rank() != 0 {
         return Ok(());
     }
-    let Some((dir, _)) = outcomes.first() else {
+    let Some((dir, lines)) = outcomes.first() else {
         return Ok(());
     };
-    if !outcomes.iter().any(|(_, lines)| lines.iter().any(|l| l["skipped"] != json!(true))) {
-        for line in &outcomes[0].1 {
+    // Shards finished now or by an earlier, interrupted run are merged; when every benchmark
+    // was already merged there is nothing left to do.
+    if !eval::has_shards(dir)? {
+        for line in lines {
             println!("{line}");
         }
         return Ok(());

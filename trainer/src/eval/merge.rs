@@ -32,6 +32,18 @@ fn parse_shard_name(name: &str) -> Option<(String, Shard)> {
     (shard.index < shard.count && !bench.is_empty()).then(|| (bench.to_owned(), shard))
 }
 
+/// Whether `dir` itself (not below it) holds shard records (`<bench>.shard-<i>-of-<N>.jsonl`).
+pub fn has_shards(dir: &Path) -> Result<bool, EvalError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| EvalError::io(dir, e))?;
+    for entry in entries {
+        let name = entry.map_err(|e| EvalError::io(dir, e))?.file_name();
+        if name.to_str().and_then(parse_shard_name).is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Merges every sharded benchmark found below `root`: for each folder and benchmark, the shards
 /// `0..N` must all be finished (records and shard summary present), agree on their settings and
 /// cover the problem indices `0..n` exactly once. Writes `<bench>.jsonl` (sorted by index) and

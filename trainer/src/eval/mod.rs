@@ -44,7 +44,7 @@ use crate::steering::intervention::{Intervention, Place};
 use crate::steering::{Steering, SteeringFile};
 
 pub use config::{BenchmarkEntry, EvalConfig};
-pub use merge::{MergeOutcome, merge_shards};
+pub use merge::{MergeOutcome, has_shards, merge_shards};
 
 /// Errors of evaluation.
 #[derive(Debug, thiserror::Error)]
