@@ -1,37 +1,39 @@
 #!/usr/bin/env bash
 # Run on the device machine (nvidia-h200-x2) from the repository root, carrying `.gl` (Vulkan loader
 # debs) and `.dev` (the stripped, gzipped `trainer` binary as .dev/trainer.gz and
-# ../shared/bench/torch_baseline.py). Every stage has its own time limit, so a slow one cannot eat
-# the others; results go to $OUT.
-#   1. data-parallel GRPO steering steps at the Qwen2.5-Math-1.5B shape on 1 and 2 GPUs
-#   2. generation with a decode-step profile and the copy-bandwidth roofline (1.5B shape)
-#   3. the bias-only RL micro-step, 4 × 1024 tokens (1.5B shape)
-#   4. PyTorch/transformers' peer numbers on the same machine (1.5B shape)
-#   5. a per-kernel profile of a few decode steps (CubeCL's profiling log)
+# ../shared/bench/torch_baseline.py). Each stage has its own time limit (seconds, overridable:
+# RL_S, GEN_S, TRAIN_S, TORCH_S, PROFILE_S; 0 skips a stage) so a slow one cannot eat the others,
+# and writes one file to $OUT (the device tool returns at most 8):
+#   rl_step.log        data-parallel GRPO steering steps, 1.5B shape, on 1 and then 2 GPUs
+#                      (one JSON line per step as it ends, then one summary per worker count)
+#   generate.log       generation with a decode-step profile and the copy-bandwidth roofline
+#   train_step.log     the bias-only RL micro-step, 4 × 1024 tokens
+#   torch.log, torch_baseline.json   PyTorch/transformers' peer numbers on the same machine
+#   cubecl_profile.log a per-kernel profile of a few decode steps (CubeCL's profiling log)
+#   env.txt            GPUs, driver, commit
+# Every new process compiles its kernels, autotunes and probes the device (minutes on a fresh
+# machine: docs/performance.md), so give the first stages room.
 set -x
 for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-# Cold starts (kernel compilation, autotuning) dominated earlier runs; minimal autotuning keeps
-# them short. Every timed number below is taken after a warm-up.
-export CUBECL_AUTOTUNE_LEVEL=minimal
+export CUBECL_AUTOTUNE_LEVEL=${CUBECL_AUTOTUNE_LEVEL:-minimal}
 gunzip -c .dev/trainer.gz > /tmp/trainer && chmod +x /tmp/trainer
 T=/tmp/trainer
-nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv > $OUT/gpu.txt
-git log -1 --format=%H > $OUT/commit.txt 2>/dev/null
 V="--backend vulkan --dtype f16"
-timeout 190 $T bench rl-step --shape qwen2.5-math-1.5b --devices 0,1 --prompts 8 --generations 4 \
-  --prompt-len 128 --new-tokens 32 --micro-batch 8 --steps 2 $V > $OUT/rl_step.jsonl 2> $OUT/rl_step.err
-echo "rl-step rc $?"
-timeout 80 $T bench generate --shape qwen2.5-math-1.5b --batch 64 --prompt-len 256 --new-tokens 64 --profile $V \
-  > $OUT/generate.jsonl 2> $OUT/generate.err
-echo "generate rc $?"
-timeout 60 $T bench train-step --shape qwen2.5-math-1.5b --setup steering --micro-batch 4 --seq-len 1024 --repeats 2 $V \
-  > $OUT/train_step.jsonl 2> $OUT/train_step.err
-echo "train-step rc $?"
-PYTHONUNBUFFERED=1 timeout 90 python3 .dev/torch_baseline.py qwen2.5-math-1.5b > $OUT/torch.log 2>&1
-echo "torch rc $?"
-CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG=/tmp/cubecl.log timeout 40 $T bench generate --shape qwen2.5-math-1.5b \
-  --batch 64 --prompt-len 256 --new-tokens 6 $V > $OUT/generate_profiled.jsonl 2> $OUT/generate_profiled.err
-echo "profiled rc $?"
-tail -c 6000000 /tmp/cubecl.log > $OUT/cubecl_profile.log
-ls -la $OUT; cat $OUT/*.jsonl | cut -c1-1500; tail -3 $OUT/*.err
+{ nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv; git log -1 --format=%H; } > $OUT/env.txt 2>&1
+stage() { # stage SECONDS FILE COMMAND...
+  local secs=$1 file=$2; shift 2
+  [ "$secs" = 0 ] && return
+  timeout "$secs" "$@" > "$OUT/$file" 2>&1; echo "$file rc $?" >> $OUT/env.txt
+}
+stage ${RL_S:-300} rl_step.log $T bench rl-step --shape qwen2.5-math-1.5b --devices 0,1 --prompts 8 --generations 4 \
+  --prompt-len 128 --new-tokens 32 --micro-batch 8 --steps 2 $V
+stage ${GEN_S:-120} generate.log $T bench generate --shape qwen2.5-math-1.5b --batch 64 --prompt-len 256 --new-tokens 64 --profile $V
+stage ${TRAIN_S:-120} train_step.log $T bench train-step --shape qwen2.5-math-1.5b --setup steering --micro-batch 4 --seq-len 1024 --repeats 2 $V
+PYTHONUNBUFFERED=1 stage ${TORCH_S:-90} torch.log python3 .dev/torch_baseline.py qwen2.5-math-1.5b
+if [ "${PROFILE_S:-40}" != 0 ]; then
+  CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG=/tmp/cubecl.log timeout ${PROFILE_S:-40} $T bench generate \
+    --shape qwen2.5-math-1.5b --batch 64 --prompt-len 256 --new-tokens 6 $V >> $OUT/env.txt 2>&1
+  tail -c 6000000 /tmp/cubecl.log > $OUT/cubecl_profile.log
+fi
+cat $OUT/env.txt; tail -c 1500 $OUT/*.log

@@ -468,12 +468,14 @@ pub struct RlStepRun {
 /// Runs whole GRPO steering steps (generation, rewards, forward-backward, AdamW; `reinforce`
 /// advantages so that every sequence carries a gradient) on the first `n` of `devices` for each
 /// `n` in `worker_counts`. Weights are random on the first device and copied to the others.
+/// `on_step(workers, line)` sees every step as it ends (a run cut short still reports its steps).
 pub fn rl_step(
     bench: &RlStepBench,
     devices: &[Device],
     worker_counts: &[usize],
     dtype: DType,
     tokenizer: &crate::model::ModelTokenizer,
+    on_step: &mut dyn FnMut(usize, &shared::metrics::MetricsLine),
 ) -> Result<Vec<RlStepRun>> {
     use crate::parallel::SingleProcess;
     use crate::train::optim::AdamWState;
@@ -532,7 +534,9 @@ pub fn rl_step(
         let mut state = TrainState { step: 0, optimizer: AdamWState::new(&workers[0].params), baseline: Default::default() };
         let mut steps = Vec::new();
         for _ in 0..bench.steps.max(1) {
-            steps.push(train_step(&mut workers, &mut state, &ctx, &prompts, &SingleProcess, &ProgressBar::hidden())?);
+            let line = train_step(&mut workers, &mut state, &ctx, &prompts, &SingleProcess, &ProgressBar::hidden())?;
+            on_step(n, &line);
+            steps.push(line);
         }
         let last = steps.last().map_or(0.0, |l| l.seconds.total);
         let tokens = steps.last().and_then(|l| l.extra.get("num_completion_tokens")).and_then(serde_json::Value::as_f64).unwrap_or(0.0);

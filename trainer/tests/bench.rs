@@ -56,6 +56,11 @@ fn rl_step_runs_on_one_and_two_workers() {
         "rl-step", "--devices", "0,1", "--prompts", "3", "--generations", "2", "--prompt-len", "6", "--new-tokens", "3",
         "--micro-batch", "2", "--steps", "1", "--tokenizer", tokenizer.to_str().unwrap(),
     ]);
+    // A line as each step ends, then a summary per worker count.
+    assert_eq!(runs.len(), 4);
+    assert_eq!((runs[0]["workers"].as_u64(), runs[1]["workers"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(runs[0]["step"], runs[2]["run"]["steps"][0]);
+    let runs: Vec<&serde_json::Value> = runs.iter().filter(|l| l.get("run").is_some()).collect();
     assert_eq!(runs.len(), 2);
     for (run, workers) in runs.iter().zip([1, 2]) {
         assert_eq!(run["run"]["workers"], workers);

@@ -81,7 +81,8 @@ pub enum BenchCommand {
         repeats: usize,
     },
     /// Whole GRPO steering steps (generation, rewards, forward-backward, AdamW) on 1, 2, …
-    /// devices: the data-parallel scaling.
+    /// devices: the data-parallel scaling. Prints each step's metrics as it ends, then a summary
+    /// per worker count.
     RlStep {
         /// Shape, seed, backend, dtype.
         #[command(flatten)]
@@ -169,7 +170,11 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 seed: on.seed,
             };
             let tokenizer = ModelTokenizer::from_dir(tokenizer)?;
-            for run in bench::rl_step(&settings, &devices, &counts, on.dtype.dtype(), &tokenizer)? {
+            // One line per step as it ends, then one summary line per worker count.
+            let mut print_step = |workers: usize, line: &shared::metrics::MetricsLine| {
+                println!("{}", serde_json::json!({ "workers": workers, "step": line }));
+            };
+            for run in bench::rl_step(&settings, &devices, &counts, on.dtype.dtype(), &tokenizer, &mut print_step)? {
                 println!("{}", serde_json::json!({ "settings": settings, "run": run }));
             }
         }
