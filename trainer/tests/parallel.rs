@@ -103,34 +103,51 @@ fn trainer_command() -> Command {
     Command::new(env!("CARGO_BIN_EXE_trainer"))
 }
 
+/// An eval config over `benchmarks` (each `rows` problems) in `dir`.
+fn eval_config(dir: &Path, benchmarks: &[&str], rows: usize) -> std::path::PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let lines: String = (0..rows).map(|i| format!("{{\"problem\": \"What is {i} + 1?\", \"answer\": \"{}\"}}\n", i + 1)).collect();
+    let mut entries = String::new();
+    for b in benchmarks {
+        std::fs::write(data.join(format!("{b}.jsonl")), &lines).unwrap();
+        entries.push_str(&format!("  - id: {b}\n"));
+    }
+    let config = dir.join("tiny.yml");
+    let yaml = format!(
+        "model_name: tiny\nmax_seq_length: 256\nmax_new_tokens: 6\nsmall_datasets_num_generations: 3\nbatch_rows: 4\n\
+         data_dir: {}\nbenchmarks:\n{entries}",
+        data.display()
+    );
+    std::fs::write(&config, yaml).unwrap();
+    config
+}
+
+/// Runs `trainer eval` of the fixture model with `config` into `results`; returns stdout.
+fn eval(config: &Path, results: &Path, extra: &[&str]) -> String {
+    let out = trainer_command()
+        .args(["eval", "--config", config.to_str().unwrap(), "--model", fixture("qwen2").to_str().unwrap()])
+        .args(["--results", results.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The results folder of the tiny base model.
+fn base_folder(results: &Path) -> std::path::PathBuf {
+    results.join("tiny/base/temp_1.0_top_p_1.0/eval_seed-0")
+}
+
 #[test]
 fn eval_on_two_devices_merges_into_the_results_of_one() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let lines: String = (0..5).map(|i| format!("{{\"problem\": \"What is {i} + 1?\", \"answer\": \"{}\"}}\n", i + 1)).collect();
-    std::fs::write(data.join("gsm8k.jsonl"), &lines).unwrap();
-    std::fs::write(data.join("amc23.jsonl"), &lines).unwrap();
-    let config = dir.path().join("tiny.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "model_name: tiny\nmax_seq_length: 256\nmax_new_tokens: 6\nsmall_datasets_num_generations: 3\nbatch_rows: 4\n\
-             data_dir: {}\nbenchmarks:\n  - id: amc23\n  - id: gsm8k\n",
-            data.display()
-        ),
-    )
-    .unwrap();
+    let config = eval_config(dir.path(), &["amc23", "gsm8k"], 5);
     let texts = |results: &Path, devices: &str| -> Vec<Vec<Option<String>>> {
-        let out = trainer_command()
-            .args(["eval", "--config", config.to_str().unwrap(), "--model", fixture("qwen2").to_str().unwrap()])
-            .args(["--results", results.to_str().unwrap(), "--devices", devices])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let folder = results.join("tiny/base/temp_1.0_top_p_1.0/eval_seed-0");
-        let names: Vec<String> = std::fs::read_dir(&folder).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        assert!(!names.iter().any(|n| n.contains("shard")), "shard files left: {names:?}");
+        eval(&config, results, &["--devices", devices]);
+        let folder = base_folder(results);
+        assert!(!eval::has_shards(&folder).unwrap(), "shard files left behind");
         ["amc23", "gsm8k"]
             .iter()
             .flat_map(|b| {
@@ -145,45 +162,22 @@ fn eval_on_two_devices_merges_into_the_results_of_one() {
     assert_eq!(one.len(), 10);
     assert_eq!(one, two);
     // Run again: everything is complete and skipped.
-    let out = trainer_command()
-        .args(["eval", "--config", config.to_str().unwrap(), "--model", fixture("qwen2").to_str().unwrap()])
-        .args(["--results", dir.path().join("two").to_str().unwrap(), "--devices", "0,1"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = eval(&config, &dir.path().join("two"), &["--devices", "0,1"]);
     assert!(stdout.lines().count() == 2 && stdout.lines().all(|l| l.contains("\"skipped\":true")), "{stdout}");
 }
 
 #[test]
 fn shards_finished_by_an_interrupted_multi_device_eval_are_merged_by_the_next_run() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let lines: String = (0..3).map(|i| format!("{{\"problem\": \"What is {i} + 2?\", \"answer\": \"{}\"}}\n", i + 2)).collect();
-    std::fs::write(data.join("gsm8k.jsonl"), &lines).unwrap();
-    let config = dir.path().join("tiny.yml");
-    let yaml = format!("model_name: tiny\nmax_new_tokens: 4\ndata_dir: {}\nbenchmarks:\n  - id: gsm8k\n", data.display());
-    std::fs::write(&config, yaml).unwrap();
+    let config = eval_config(dir.path(), &["gsm8k"], 3);
     let results = dir.path().join("results");
-    let eval = |extra: &[&str]| {
-        let out = trainer_command()
-            .args(["eval", "--config", config.to_str().unwrap(), "--model", fixture("qwen2").to_str().unwrap()])
-            .args(["--results", results.to_str().unwrap()])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     // What two devices leave when the process dies before merging: both shards, complete.
-    eval(&["--shard", "0/2"]);
-    eval(&["--shard", "1/2"]);
-    let stdout = eval(&["--devices", "0,1"]);
+    eval(&config, &results, &["--shard", "0/2"]);
+    eval(&config, &results, &["--shard", "1/2"]);
+    let stdout = eval(&config, &results, &["--devices", "0,1"]);
     assert!(stdout.contains("\"shards\":2") && stdout.contains("\"num_problems\":3"), "{stdout}");
-    let folder = results.join("tiny/base/temp_1.0_top_p_1.0/eval_seed-0");
-    assert!(folder.join("gsm8k.summary.json").is_file());
-    assert!(!eval::has_shards(&folder).unwrap(), "shard files left behind");
+    assert!(base_folder(&results).join("gsm8k.summary.json").is_file());
+    assert!(!eval::has_shards(&base_folder(&results)).unwrap(), "shard files left behind");
 }
 
 #[test]
