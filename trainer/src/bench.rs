@@ -186,9 +186,7 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     device.sync().map_err(|e| Error::Backend(format!("{e:?}")))?;
     let load_secs = start.elapsed().as_secs_f64();
     // Deterministic pseudo-random prompt tokens.
-    let prompts: Vec<Vec<u32>> = (0..bench.batch as u64)
-        .map(|b| (0..bench.prompt_len as u64).map(|i| ((b * 7919 + i * 104_729 + 13) % vocab) as u32).collect())
-        .collect();
+    let prompts: Vec<Vec<u32>> = (0..bench.batch).map(|b| synthetic_prompt(b, bench.prompt_len, vocab)).collect();
     let request = |new_tokens: usize| GenerationRequest {
         max_new_tokens: vec![new_tokens; prompts.len()],
         prompts: prompts.clone(),
@@ -226,6 +224,12 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
         decode_bytes_per_step,
         profile,
     })
+}
+
+/// Prompt `index` of a benchmark: `len` deterministic pseudo-random token ids below `vocab`.
+fn synthetic_prompt(index: usize, len: usize, vocab: u64) -> Vec<u32> {
+    let index = index as u64;
+    (0..len as u64).map(|i| ((index * 7919 + i * 104_729 + 13) % vocab) as u32).collect()
 }
 
 /// Bytes of one decode step at sequence length `len`: all weights once (the embedding matrix is
@@ -280,11 +284,10 @@ fn decode_profile(lm: &CausalLm, prompts: &[Vec<u32>], bench: &GenerateBench, pr
     let mut cache = KvCache::new(&lm.config, b, width + 2 * iterations + 2, device, lm.dtype);
     let out = lm.forward(ids(tokens, [b, width]), &layout, Some(&mut cache), &Steering::None, &[])?;
     let h = lm.config.hidden_size;
-    let last = out.hidden.narrow(1, width - 1, 1);
+    let mut hidden = out.hidden.narrow(1, width - 1, 1);
     sync(device)?;
     progress.set_message("profiling");
     let next: Vec<u32> = (0..b as u32).collect();
-    let mut hidden = last.clone();
     let layers = time_synced(device, iterations, || {
         hidden = lm.forward(ids(next.clone(), [b, 1]), &layout, Some(&mut cache), &Steering::None, &[])?.hidden;
         Ok(())
@@ -512,7 +515,7 @@ pub fn rl_step(
     let prompts: Vec<TrainPrompt> = (0..bench.prompts as u64)
         .map(|p| TrainPrompt {
             index: p as usize,
-            ids: (0..bench.prompt_len as u64).map(|i| ((p * 7919 + i * 104_729 + 13) % vocab) as u32).collect(),
+            ids: synthetic_prompt(p as usize, bench.prompt_len, vocab),
             answer: "1".into(),
         })
         .collect();

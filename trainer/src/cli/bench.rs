@@ -87,8 +87,8 @@ pub enum BenchCommand {
         /// Shape, seed, backend, dtype.
         #[command(flatten)]
         on: BenchDevice,
-        /// The devices (the first n are used for n workers).
-        #[arg(long, default_value = "0")]
+        /// The devices (the first n are used for n workers; default: the backend's default device).
+        #[arg(long, default_value_t)]
         devices: DeviceSelection,
         /// Worker counts to measure, in order (default: 1 and every count of --devices).
         #[arg(long, value_delimiter = ',')]

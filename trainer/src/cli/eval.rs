@@ -128,11 +128,11 @@ pub struct MergeArgs {
 /// are done and prints the merged lines.
 pub fn run(args: &EvalArgs, quiet: bool) -> anyhow::Result<()> {
     let collective = args.parallel.collective()?;
-    let local = args.parallel.devices.count(args.backend)?;
+    let mut devices = args.parallel.devices.devices(args.backend, args.dtype)?;
+    let local = devices.len();
     let world = collective.size() * local;
     if world == 1 {
-        let device = args.parallel.devices.devices(args.backend, args.dtype)?.remove(0);
-        for line in evaluate_on(args, device, args.shard.unwrap_or(Shard::WHOLE), quiet)?.1 {
+        for line in evaluate_on(args, devices.remove(0), args.shard.unwrap_or(Shard::WHOLE), quiet)?.1 {
             println!("{line}");
         }
         return Ok(());
@@ -140,7 +140,6 @@ pub fn run(args: &EvalArgs, quiet: bool) -> anyhow::Result<()> {
     if args.shard.is_some() {
         bail!("--shard splits the work by hand; with {world} devices/processes the split is automatic: drop --shard");
     }
-    let mut devices = args.parallel.devices.devices(args.backend, args.dtype)?;
     let first = collective.rank() * local;
     let outcomes = trainer::parallel::for_each_worker(&mut devices, |i, device| {
         evaluate_on(args, device.clone(), Shard { index: first + i, count: world }, true)

@@ -76,8 +76,8 @@ pub struct ParallelArgs {
     /// Devices of this process, one worker each: indices (`0,1,2,3`) or `all` (every GPU of the
     /// backend). Training splits each step's prompts over them and sums the gradients;
     /// evaluation runs one shard per device and merges. On the CPU backend the indices only
-    /// count workers, which share the cores.
-    #[arg(long, value_name = "0,1,...|all", default_value = "0")]
+    /// count workers, which share the cores. Default: one worker on the backend's default device.
+    #[arg(long, value_name = "0,1,...|all|default", default_value_t)]
     pub devices: trainer::parallel::DeviceSelection,
     /// Join the MPI job this process was launched in (`mpirun -np N trainer ... --mpi`, or
     /// Slurm's `srun`): every rank takes its share of the work; rank 0 writes the results.

@@ -98,7 +98,7 @@ const REDUCE_BLOCK: usize = 128;
 fn mean_last_dim<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let dims = x.dims();
     let h = dims[D - 1];
-    if h <= REDUCE_BLOCK || h % REDUCE_BLOCK != 0 {
+    if h <= REDUCE_BLOCK || !h.is_multiple_of(REDUCE_BLOCK) {
         return x.mean_dim(D - 1);
     }
     let rows: usize = dims[..D - 1].iter().product();

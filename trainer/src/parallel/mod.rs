@@ -49,35 +49,34 @@ impl Collective for SingleProcess {
     }
 }
 
-/// The devices a process uses (`--devices 0,1,…` or `all`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The devices a process uses (`--devices 0,1,…`, `all`, or `default`: the backend's default
+/// device, also what no flag means).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum DeviceSelection {
+    /// One worker on the backend's default device (wgpu's choice of adapter, or the CPU).
+    #[default]
+    BackendDefault,
     /// Every GPU of the backend that the machine has (one worker on the CPU backend).
     All,
     /// These device indices (on the CPU backend, the number of workers; they share the cores).
     List(Vec<usize>),
 }
 
-impl Default for DeviceSelection {
-    /// One device: index 0.
-    fn default() -> Self {
-        Self::List(vec![0])
-    }
-}
-
 impl FromStr for DeviceSelection {
     type Err = String;
 
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        if s.trim() == "all" {
-            return Ok(Self::All);
+        match s.trim() {
+            "all" => return Ok(Self::All),
+            "default" => return Ok(Self::BackendDefault),
+            _ => {}
         }
         let mut list = Vec::new();
         for part in s.split(',') {
             let index = part
                 .trim()
                 .parse::<usize>()
-                .map_err(|_| format!("`{part}` is not a device index: expected `all` or indices like `0,1,2`"))?;
+                .map_err(|_| format!("`{part}` is not a device index: expected `all`, `default` or indices like `0,1,2`"))?;
             if list.contains(&index) {
                 return Err(format!("device {index} is listed twice in `{s}`"));
             }
@@ -87,22 +86,26 @@ impl FromStr for DeviceSelection {
     }
 }
 
+impl std::fmt::Display for DeviceSelection {
+    /// The text [`FromStr`] reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BackendDefault => f.write_str("default"),
+            Self::All => f.write_str("all"),
+            Self::List(list) => f.write_str(&list.iter().map(usize::to_string).collect::<Vec<_>>().join(",")),
+        }
+    }
+}
+
 impl DeviceSelection {
     /// The selected devices of `backend`, each checked to compute in `precision`.
     pub fn devices(&self, backend: Backend, precision: Precision) -> Result<Vec<Device>> {
         let indices = match self {
+            Self::BackendDefault => return Ok(vec![backend.device_for(precision)?]),
             Self::List(list) => list.clone(),
             Self::All => (0..backend.device_count()?.max(1)).collect(),
         };
         indices.into_iter().map(|i| backend.device_at(i, precision)).collect()
-    }
-
-    /// How many devices are selected (`All` counts the machine's devices).
-    pub fn count(&self, backend: Backend) -> Result<usize> {
-        Ok(match self {
-            Self::List(list) => list.len(),
-            Self::All => backend.device_count()?.max(1),
-        })
     }
 }
 
@@ -171,6 +174,10 @@ mod tests {
     fn device_selections_parse_lists_and_all_and_reject_garbage() {
         assert_eq!("0,1, 3".parse::<DeviceSelection>(), Ok(DeviceSelection::List(vec![0, 1, 3])));
         assert_eq!("all".parse::<DeviceSelection>(), Ok(DeviceSelection::All));
+        assert_eq!("default".parse::<DeviceSelection>(), Ok(DeviceSelection::default()));
+        for selection in [DeviceSelection::BackendDefault, DeviceSelection::All, DeviceSelection::List(vec![2, 0])] {
+            assert_eq!(selection.to_string().parse::<DeviceSelection>(), Ok(selection));
+        }
         let err = "0,gpu1".parse::<DeviceSelection>().unwrap_err();
         assert!(err.contains("`gpu1` is not a device index"), "{err}");
         let err = "1,1".parse::<DeviceSelection>().unwrap_err();

@@ -313,11 +313,13 @@ fn worker_gradient(
 /// The sum of the workers' gradients, losses and KLs over every worker of every process, on the
 /// leader's device. One worker in one process keeps its gradient on the device; otherwise the
 /// gradients are summed on the host in float64 (in worker order, then across processes).
-fn reduce_gradients(leader: &Policy, results: Vec<WorkerGradient>, collective: &dyn Collective) -> Result<(WeightMap, f64, f64)> {
-    let zeros = || leader.params.map_flat(|_, t| t.zeros_like());
-    if collective.size() == 1 && results.len() == 1 {
-        let only = results.into_iter().next().map_or(WorkerGradient { grads: None, loss: 0.0, kl: 0.0 }, |r| r);
-        return Ok((only.grads.unwrap_or_else(zeros), only.loss, only.kl));
+fn reduce_gradients(leader: &Policy, mut results: Vec<WorkerGradient>, collective: &dyn Collective) -> Result<(WeightMap, f64, f64)> {
+    if collective.size() == 1
+        && results.len() == 1
+        && let Some(only) = results.pop()
+    {
+        let grads = only.grads.unwrap_or_else(|| leader.params.map_flat(|_, t| t.zeros_like()));
+        return Ok((grads, only.loss, only.kl));
     }
     let numel = leader.params.numel();
     let mut sum = vec![0.0f64; numel + 2];
