@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Run on the device machine (nvidia-h200-x2) from the repository root, carrying `.gl` (Vulkan loader
+# Run on the device machine (nvidia-h200, or nvidia-h200-x2 for the 1-vs-2-GPU steps) from the repository root, carrying `.gl` (Vulkan loader
 # debs) and `.dev` (the stripped, gzipped `trainer` binary as .dev/trainer.gz and
 # ../shared/bench/torch_baseline.py). Each stage has its own time limit (seconds, overridable:
 # RL_S, GEN_S, TRAIN_S, TORCH_S, PROFILE_S; 0 skips a stage) so a slow one cannot eat the others,
 # and writes one file to $OUT (the device tool returns at most 8):
-#   rl_step.log        data-parallel GRPO steering steps, 1.5B shape, on 1 and then 2 GPUs
+#   rl_step.log        data-parallel GRPO steering steps, 1.5B shape, on 1 and then every GPU of
+#                      RL_DEVICES (default: all)
 #                      (one JSON line per step as it ends, then one summary per worker count)
 #   generate.log       generation with a decode-step profile and the copy-bandwidth roofline
 #   train_step.log     the bias-only RL micro-step, 4 × 1024 tokens
@@ -26,7 +27,7 @@ stage() { # stage SECONDS FILE COMMAND...
   [ "$secs" = 0 ] && return
   timeout "$secs" "$@" > "$OUT/$file" 2>&1; echo "$file rc $?" >> $OUT/env.txt
 }
-stage ${RL_S:-300} rl_step.log $T bench rl-step --shape qwen2.5-math-1.5b --devices 0,1 --prompts 8 --generations 4 \
+stage ${RL_S:-300} rl_step.log $T bench rl-step --shape qwen2.5-math-1.5b --devices ${RL_DEVICES:-all} --prompts 8 --generations 4 \
   --prompt-len 128 --new-tokens 32 --micro-batch 8 --steps 2 $V
 stage ${GEN_S:-120} generate.log $T bench generate --shape qwen2.5-math-1.5b --batch 64 --prompt-len 256 --new-tokens 64 --profile $V
 stage ${TRAIN_S:-120} train_step.log $T bench train-step --shape qwen2.5-math-1.5b --setup steering --micro-batch 4 --seq-len 1024 --repeats 2 $V

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::model::config::{Architecture, Llama3RopeScaling, ModelConfig, RopeConfig};
-use crate::model::{BatchLayout, CausalLm, KvCache, RandomWeights};
+use crate::model::{BatchLayout, CausalLm, RandomWeights};
 use crate::rollout::{self, GenerationRequest, SamplingParams, sampling};
 use crate::steering::Steering;
 
@@ -281,7 +281,7 @@ fn decode_profile(lm: &CausalLm, prompts: &[Vec<u32>], bench: &GenerateBench, pr
     let ids = |values: Vec<u32>, shape: [usize; 2]| {
         Tensor::<2, Int>::from_data(TensorData::new(values.into_iter().map(i64::from).collect::<Vec<_>>(), shape), device)
     };
-    let mut cache = KvCache::new(&lm.config, b, width + 2 * iterations + 2, device, lm.dtype);
+    let mut cache = lm.kv_cache(b, width + 2 * iterations + 2);
     let out = lm.forward(ids(tokens, [b, width]), &layout, Some(&mut cache), &Steering::None, &[])?;
     let h = lm.config.hidden_size;
     let mut hidden = out.hidden.narrow(1, width - 1, 1);

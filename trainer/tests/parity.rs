@@ -2,7 +2,9 @@
 //! `tests/fixtures/make_fixtures.py`): logits (relative error < 1e-4 in f32), per-layer hidden
 //! states, greedy generations (identical tokens, batched with padding and a KV cache), the same
 //! with non-zero `down_proj` biases as steering vectors, and the gradient of completion
-//! log-probabilities with respect to those vectors (relative error < 1e-3).
+//! log-probabilities with respect to those vectors (relative error < 1e-3). Generation and
+//! log-probabilities are also checked with sequence lengths padded to a multiple of 16 (what GPU
+//! models do, `CausalLm::length_multiple`).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -19,9 +21,21 @@ use trainer::steering::intervention::Intervention;
 const LOGIT_TOLERANCE: f32 = 1e-4;
 const GRAD_TOLERANCE: f32 = 1e-3;
 
+/// Length multiple of the padded variants of the tests.
+const PADDED: usize = 16;
+
 fn load(name: &str) -> (CausalLm, Reference) {
     let lm = model::load(&fixture(name), &device(), DType::F32).expect("model loads");
     (lm, Reference::load(name))
+}
+
+/// The fixture with sequence lengths padded to multiples of `multiple` (`None`: the backend's default).
+fn load_padded(name: &str, multiple: Option<usize>) -> (CausalLm, Reference) {
+    let (mut lm, reference) = load(name);
+    if let Some(m) = multiple {
+        lm.length_multiple = m;
+    }
+    (lm, reference)
 }
 
 fn reference_steering(lm: &CausalLm, reference: &Reference) -> Steering {
@@ -77,8 +91,8 @@ fn check_hidden_states(name: &str, steered: bool) {
     }
 }
 
-fn check_greedy(name: &str, steered: bool) {
-    let (lm, reference) = load(name);
+fn check_greedy(name: &str, steered: bool, multiple: Option<usize>) {
+    let (lm, reference) = load_padded(name, multiple);
     let steering = if steered { reference_steering(&lm, &reference) } else { Steering::None };
     let prompts = reference.ids("prompt_ids");
     let expected = reference.ids(if steered { "steered_greedy" } else { "greedy" });
@@ -95,11 +109,11 @@ fn check_greedy(name: &str, steered: bool) {
     };
     let generation = generate(&lm, &steering, &[], &request, &ProgressBar::hidden()).unwrap();
     let actual: Vec<Vec<u32>> = generation.completions.into_iter().map(|c| c.tokens).collect();
-    assert_eq!(actual, expected, "{name} greedy (steered: {steered})");
+    assert_eq!(actual, expected, "{name} greedy (steered: {steered}, length multiple {})", lm.length_multiple);
 }
 
-fn check_gradient(name: &str) {
-    let (lm, reference) = load(name);
+fn check_gradient(name: &str, multiple: Option<usize>) {
+    let (lm, reference) = load_padded(name, multiple);
     let (_, v) = reference.tensor("steering_vectors");
     let (l, h) = (lm.config.num_layers, lm.config.hidden_size);
     let vectors = Tensor::<2>::from_data(TensorData::new(v, [l, h]), &lm.device).autodiff().require_grad();
@@ -112,7 +126,10 @@ fn check_gradient(name: &str) {
     let short = completion[..2].to_vec();
     let out = completion_logprobs(&lm, &steering, &[], &[prompt.clone(), prompt[1..].to_vec()], &[completion.clone(), short], 0, 1.0)
         .unwrap();
-    let row0 = out.logprobs.clone().narrow(0, 0, 1);
+    // Columns past the longest completion (padding to the length multiple) are masked.
+    let row0 = out.logprobs.clone().narrow(0, 0, 1).narrow(1, 0, completion.len());
+    let masked_tail = values(out.mask.clone().narrow(0, 0, 1)).iter().skip(completion.len()).all(|&m| m == 0.0);
+    assert!(masked_tail, "{name}: padded completion columns are masked");
     let grads = row0.clone().sum().backward();
     let (_, expected_lp) = reference.tensor("completion_logprobs");
     let err = relative_error(&values(row0), &expected_lp);
@@ -148,21 +165,36 @@ fn hidden_states_after_every_layer_match_transformers() {
 #[test]
 fn batched_greedy_generation_with_kv_cache_matches_transformers() {
     for name in ARCHS {
-        check_greedy(name, false);
+        check_greedy(name, false, None);
+    }
+}
+
+#[test]
+fn greedy_generation_with_padded_lengths_matches_transformers() {
+    for name in ARCHS {
+        check_greedy(name, false, Some(PADDED));
+        check_greedy(name, true, Some(PADDED));
     }
 }
 
 #[test]
 fn steered_greedy_generation_matches_transformers() {
     for name in ARCHS {
-        check_greedy(name, true);
+        check_greedy(name, true, None);
     }
 }
 
 #[test]
 fn steering_gradient_of_completion_logprobs_matches_torch_autograd() {
     for name in ARCHS {
-        check_gradient(name);
+        check_gradient(name, None);
+    }
+}
+
+#[test]
+fn steering_gradient_with_padded_lengths_matches_torch_autograd() {
+    for name in ARCHS {
+        check_gradient(name, Some(PADDED));
     }
 }
 

@@ -24,6 +24,17 @@ use crate::model::weights::{TensorSource, Weight, WeightMap};
 use crate::steering::{LoraPair, Steering};
 use crate::steering::intervention::{self, Intervention, LayerInputPatch, Place, Projection, Site};
 
+/// The [`CausalLm::length_multiple`] of models on a GPU.
+pub const GPU_LENGTH_MULTIPLE: usize = 64;
+
+/// 1 on the CPU backend, [`GPU_LENGTH_MULTIPLE`] elsewhere.
+fn default_length_multiple(device: &Device) -> usize {
+    match device.clone().inner().as_dispatch() {
+        burn::backend::DispatchDevice::Flex(_) => 1,
+        _ => GPU_LENGTH_MULTIPLE,
+    }
+}
+
 /// A linear map with its weight stored as `[in, out]` (a transposed view of the checkpoint's
 /// `[out, in]`).
 #[derive(Debug, Clone)]
@@ -129,17 +140,23 @@ pub struct DecoderLayer {
     k_norm: Option<RmsNorm>,
 }
 
-/// Per-layer key/value cache `[B, H_kv, capacity, head_dim]`, filled from position 0.
+/// Per-layer key/value cache `[B, H_kv, capacity, head_dim]`, filled from position 0. Attention
+/// reads the filled positions rounded up to the model's [`CausalLm::length_multiple`] (the
+/// positions past the filled ones are masked), so that consecutive decode steps share shapes.
 #[derive(Debug)]
 pub struct KvCache {
     layers: Vec<(Tensor<4>, Tensor<4>)>,
     len: usize,
     capacity: usize,
+    multiple: usize,
 }
 
 impl KvCache {
-    /// An empty cache for `batch` rows and up to `capacity` positions.
-    pub fn new(config: &ModelConfig, batch: usize, capacity: usize, device: &Device, dtype: DType) -> Self {
+    /// An empty cache for `batch` rows and at least `capacity` positions (rounded up to a
+    /// multiple of `multiple`), attended in spans of `multiple` positions.
+    pub fn new(config: &ModelConfig, batch: usize, capacity: usize, multiple: usize, device: &Device, dtype: DType) -> Self {
+        let multiple = multiple.max(1);
+        let capacity = capacity.div_ceil(multiple) * multiple;
         let shape = [batch, config.num_kv_heads, capacity, config.head_dim];
         let layers = (0..config.num_layers)
             .map(|_| {
@@ -149,7 +166,13 @@ impl KvCache {
                 )
             })
             .collect();
-        Self { layers, len: 0, capacity }
+        Self { layers, len: 0, capacity, multiple }
+    }
+
+    /// How many cached positions attention reads once `end` are filled: `end` rounded up to the
+    /// cache's multiple.
+    fn attended(&self, end: usize) -> usize {
+        (end.div_ceil(self.multiple) * self.multiple).min(self.capacity).max(end)
     }
 
     /// Number of positions filled.
@@ -162,17 +185,18 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Stores `k`, `v` `[B, H_kv, S, hd]` at positions `len..len+S` of layer `l` and returns all
-    /// cached keys and values `[B, H_kv, len+S, hd]`.
+    /// Stores `k`, `v` `[B, H_kv, S, hd]` at positions `len..len+S` of layer `l` and returns the
+    /// attended keys and values `[B, H_kv, attended(len+S), hd]`.
     fn append(&mut self, l: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let [b, h, s, d] = k.dims();
         let (start, end) = (self.len, self.len + s);
+        let keys = self.attended(end);
         let (ck, cv) = &mut self.layers[l];
         ck.inplace(|c| c.slice_assign([0..b, 0..h, start..end, 0..d], k));
         cv.inplace(|c| c.slice_assign([0..b, 0..h, start..end, 0..d], v));
         (
-            ck.clone().slice([0..b, 0..h, 0..end, 0..d]),
-            cv.clone().slice([0..b, 0..h, 0..end, 0..d]),
+            ck.clone().slice([0..b, 0..h, 0..keys, 0..d]),
+            cv.clone().slice([0..b, 0..h, 0..keys, 0..d]),
         )
     }
 }
@@ -186,9 +210,14 @@ pub struct BatchLayout {
 
 impl BatchLayout {
     /// Left-pads `rows` to their longest length with `pad_id`; returns the token matrix `[B, S]`
-    /// (row-major) and the layout.
+    /// (row-major), its width `S` and the layout.
     pub fn left_pad(rows: &[Vec<u32>], pad_id: u32) -> (Vec<u32>, usize, Self) {
-        let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+        Self::left_pad_to(rows, pad_id, 0)
+    }
+
+    /// [`BatchLayout::left_pad`] to a width of at least `width` (more padding on the left).
+    pub fn left_pad_to(rows: &[Vec<u32>], pad_id: u32, width: usize) -> (Vec<u32>, usize, Self) {
+        let width = rows.iter().map(Vec::len).max().unwrap_or(0).max(width);
         let mut tokens = Vec::with_capacity(rows.len() * width);
         let mut pads = Vec::with_capacity(rows.len());
         for row in rows {
@@ -209,19 +238,21 @@ impl BatchLayout {
         Tensor::from_data(TensorData::new(data, [self.pads.len(), len]), device)
     }
 
-    /// Additive attention mask `[B, 1, S, start+S]` (0 allowed, −∞ masked) for queries at columns
-    /// `start..start+S`: causal, padding masked; a padding query sees only itself.
-    pub fn mask(&self, start: usize, len: usize, device: &Device) -> Tensor<4> {
+    /// Additive attention mask `[B, 1, S, K]` (0 allowed, −∞ masked) for queries at columns
+    /// `start..start+S` over `K ≥ start+S` key columns: causal, padding masked; a padding query
+    /// sees only itself.
+    pub fn mask(&self, start: usize, len: usize, keys: usize, device: &Device) -> Tensor<4> {
         let total = start + len;
-        let mut data = Vec::with_capacity(self.pads.len() * len * total);
+        let keys = keys.max(total);
+        let mut data = Vec::with_capacity(self.pads.len() * len * keys);
         for &pad in &self.pads {
             for q in start..total {
-                data.extend((0..total).map(|k| {
+                data.extend((0..keys).map(|k| {
                     if k <= q && (k >= pad || k == q) { 0.0f32 } else { f32::NEG_INFINITY }
                 }));
             }
         }
-        Tensor::from_data(TensorData::new(data, [self.pads.len(), 1, len, total]), device)
+        Tensor::from_data(TensorData::new(data, [self.pads.len(), 1, len, keys]), device)
     }
 }
 
@@ -257,6 +288,13 @@ pub struct CausalLm {
     pub device: Device,
     /// Compute dtype of weights and activations.
     pub dtype: DType,
+    /// Sequence lengths are padded up to a multiple of this: prompt widths, completion widths
+    /// in log-probability passes, and the key span attention reads from the KV cache. On the GPU
+    /// every new tensor shape costs host-side work (fusion planning, autotune look-ups: a decode
+    /// step took 41 ms when its shapes had been seen and 133–315 ms when not, on an H200), so
+    /// GPU models use [`GPU_LENGTH_MULTIPLE`]; the CPU backend 1 (no padding). Results do not
+    /// depend on it beyond floating-point summation order (the padding is masked).
+    pub length_multiple: usize,
     embed_tokens: Tensor<2>,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
@@ -305,6 +343,7 @@ impl CausalLm {
             config,
             device: device.clone(),
             dtype,
+            length_multiple: default_length_multiple(device),
             embed_tokens,
             layers,
             norm,
@@ -357,7 +396,22 @@ impl CausalLm {
     /// This model with its weights replaced by `weights` (same names and shapes as
     /// [`CausalLm::named_weights`]); tracked tensors stay tracked, so gradients reach them.
     pub fn with_weights(&self, weights: &WeightMap) -> Result<Self> {
-        Self::load(self.config.clone(), weights, &self.device, self.dtype)
+        let mut model = Self::load(self.config.clone(), weights, &self.device, self.dtype)?;
+        model.length_multiple = self.length_multiple;
+        Ok(model)
+    }
+
+    /// `len` rounded up to a multiple of [`CausalLm::length_multiple`], leaving `room` of the
+    /// model's positions free (never less than `len`).
+    pub fn padded_len(&self, len: usize, room: usize) -> usize {
+        let m = self.length_multiple.max(1);
+        let limit = self.config.max_position_embeddings.saturating_sub(room);
+        (len.div_ceil(m) * m).min(limit).max(len)
+    }
+
+    /// An empty KV cache for `batch` rows and at least `capacity` positions.
+    pub fn kv_cache(&self, batch: usize, capacity: usize) -> KvCache {
+        KvCache::new(&self.config, batch, capacity, self.length_multiple, &self.device, self.dtype)
     }
 
     /// Logits `[B, S, V]` in f32 (f64 for an f64 model) of final-normed hidden states `[B, S, H]`.
@@ -410,7 +464,8 @@ impl CausalLm {
             .select(0, tokens.reshape([b * s]))
             .reshape([b, s, h]);
         let (cos, sin) = self.rope.gather(&layout.positions(start, s, &self.device));
-        let mask = layout.mask(start, s, &self.device);
+        let keys = cache.as_ref().map_or(start + s, |c| c.attended(start + s));
+        let mask = layout.mask(start, s, keys, &self.device);
         let mut hidden_states = Vec::new();
         for (l, layer) in self.layers.iter().enumerate() {
             x = self.layer_forward(l, layer, x, &cos, &sin, &mask, cache.as_deref_mut(), &plan);
@@ -647,6 +702,28 @@ mod tests {
     use burn::tensor::{DType, Device, Tensor, TensorData};
 
     use super::*;
+
+    #[test]
+    fn padded_lengths_round_up_within_the_model_positions_and_gpu_models_pad() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2");
+        let mut lm = crate::model::load(&dir, &Device::flex(), DType::F32).expect("fixture");
+        assert_eq!(lm.length_multiple, 1, "the CPU backend does not pad");
+        assert_eq!(lm.padded_len(37, 0), 37);
+        lm.length_multiple = 64;
+        let positions = lm.config.max_position_embeddings;
+        assert_eq!((lm.padded_len(1, 0), lm.padded_len(64, 0), lm.padded_len(65, 0)), (64, 64, 128));
+        assert_eq!(lm.padded_len(positions - 10, 0), positions, "capped at the positions");
+        assert_eq!(lm.padded_len(65, positions - 100), 100, "room is left");
+        assert_eq!(lm.padded_len(120, positions - 100), 120, "never below the length");
+        let cache = lm.kv_cache(2, 70);
+        assert_eq!((cache.capacity, cache.attended(1), cache.attended(64), cache.attended(65)), (128, 64, 64, 128));
+        let layout = BatchLayout { pads: vec![0, 2] };
+        let mask = layout.mask(3, 1, 8, &Device::flex());
+        let got: Vec<f32> = mask.into_data().iter::<f32>().collect();
+        let allowed: Vec<bool> = got.iter().map(|v| v.is_finite()).collect();
+        let expected = [[true, true, true, true, false, false, false, false], [false, false, true, true, false, false, false, false]];
+        assert_eq!(allowed, expected.concat(), "keys past the query and before the row's padding are masked");
+    }
 
     #[test]
     fn rms_norm_over_a_blocked_hidden_size_matches_a_float64_recomputation() {

@@ -72,8 +72,11 @@ pub fn completion_logprobs(
     let device = &model.device;
     let b = prompts.len();
     let lengths: Vec<usize> = completions.iter().map(Vec::len).collect();
-    let t = lengths.iter().copied().max().unwrap_or(0).max(1);
-    let (prompt_tokens, width, layout) = BatchLayout::left_pad(prompts, pad_token_id);
+    let longest_prompt = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let longest = lengths.iter().copied().max().unwrap_or(0).max(1);
+    // Widths padded to the model's length multiple: GPU micro-batches then share shapes.
+    let t = model.padded_len(longest, longest_prompt);
+    let (prompt_tokens, width, layout) = BatchLayout::left_pad_to(prompts, pad_token_id, model.padded_len(longest_prompt, t));
     let total = width + t;
     if total > model.config.max_position_embeddings {
         return Err(Error::InvalidArgument(format!(
