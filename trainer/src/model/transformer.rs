@@ -60,8 +60,20 @@ impl Linear {
 
     /// `x [.., in] → [.., out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        linear(x, self.weight.clone(), self.bias.clone())
+        linear_rows(x, self.weight.clone(), self.bias.clone())
     }
+}
+
+/// `x [.., in] · w [in, out] (+ b [out]) → [.., out]`, computed as one `[N, in] × [in, out]`
+/// product over all `N` leading positions: a batched product with a broadcast weight (`[B, 1, in]`
+/// in a decode step) would be tuned and run as `B` one-row products.
+fn linear_rows<const D: usize>(x: Tensor<D>, w: Tensor<2>, b: Option<Tensor<1>>) -> Tensor<D> {
+    let mut dims = x.dims();
+    let rows: usize = dims[..D - 1].iter().product();
+    let [_, out] = w.dims();
+    let y = linear(x.reshape([rows, dims[D - 1]]), w, b);
+    dims[D - 1] = out;
+    y.reshape(dims)
 }
 
 /// The dtype of normalisations, softmax and logits: f32, or f64 when computing in f64 (used by
@@ -420,7 +432,7 @@ impl CausalLm {
             Some(w) => w.clone(),
             None => self.embed_tokens.clone().transpose(),
         };
-        linear(hidden, head, None).cast(accumulation_dtype(self.dtype))
+        linear_rows(hidden, head, None).cast(accumulation_dtype(self.dtype))
     }
 
     /// Runs tokens `[B, S]` at columns `start..start+S` of `layout` (`start` = positions already in
@@ -685,7 +697,7 @@ impl CausalLm {
         let gated = silu(layer.gate_proj.forward(x.clone())) * layer.up_proj.forward(x);
         let out = match lora {
             Some(LoraPair { a, b }) => {
-                let delta = linear(linear(gated.clone(), a.clone().cast(self.dtype), None), b.clone().cast(self.dtype), None);
+                let delta = linear_rows(linear_rows(gated.clone(), a.clone().cast(self.dtype), None), b.clone().cast(self.dtype), None);
                 layer.down_proj.forward(gated) + delta
             }
             None => layer.down_proj.forward(gated),
