@@ -183,7 +183,7 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     device.seed(bench.seed);
     let start = Instant::now();
     let lm = CausalLm::load(config, &RandomWeights { std: 0.02 }, device, dtype)?;
-    device.sync().map_err(|e| Error::Backend(format!("{e:?}")))?;
+    crate::device::sync(device, "loading the weights")?;
     let load_secs = start.elapsed().as_secs_f64();
     // Deterministic pseudo-random prompt tokens.
     let prompts: Vec<Vec<u32>> = (0..bench.batch).map(|b| synthetic_prompt(b, bench.prompt_len, vocab)).collect();
@@ -243,7 +243,7 @@ pub fn decode_bytes(lm: &CausalLm, batch: usize, len: usize, dtype: DType) -> f6
 }
 
 fn sync(device: &Device) -> Result<()> {
-    device.sync().map_err(|e| Error::Backend(format!("device synchronisation: {e:?}")))
+    crate::device::sync(device, "device synchronisation")
 }
 
 /// Seconds of `f` (with a device synchronisation) averaged over `n` runs after one warm-up run.
@@ -367,10 +367,43 @@ pub struct TrainStepReport {
     /// Mean seconds of a timed micro-step: forward, loss, backward to the trainable parameters,
     /// global-norm clip and AdamW, synchronised.
     pub micro_step_secs: f64,
+    /// Where a timed micro-step's host time goes (means): device work is queued asynchronously,
+    /// so a phase that only records work is host overhead, and the waits show up where the host
+    /// reads a result.
+    pub phases: TrainStepPhases,
     /// Tokens per second of the timed micro-steps.
     pub tokens_per_sec: f64,
     /// Bytes burn's memory pool holds after the micro-steps (its high-water mark).
     pub device_bytes_reserved: Option<u64>,
+}
+
+/// Host seconds of the phases of a training micro-step.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TrainStepPhases {
+    /// Building the forward pass and the loss (work queued, nothing read back).
+    pub forward_secs: f64,
+    /// The backward pass to the trainable parameters (queued).
+    pub backward_secs: f64,
+    /// The global gradient norm, read on the host: waits for the queued work.
+    pub clip_secs: f64,
+    /// AdamW (queued).
+    pub optimizer_secs: f64,
+    /// The final device synchronisation: work still running or queued on the device.
+    pub sync_secs: f64,
+}
+
+impl TrainStepPhases {
+    fn add(&mut self, other: &Self, weight: f64) {
+        self.forward_secs += weight * other.forward_secs;
+        self.backward_secs += weight * other.backward_secs;
+        self.clip_secs += weight * other.clip_secs;
+        self.optimizer_secs += weight * other.optimizer_secs;
+        self.sync_secs += weight * other.sync_secs;
+    }
+
+    fn total(&self) -> f64 {
+        self.forward_secs + self.backward_secs + self.clip_secs + self.optimizer_secs + self.sync_secs
+    }
 }
 
 /// Runs the training micro-step benchmark: random weights, random tokens and advantages, the
@@ -401,34 +434,45 @@ pub fn train_step(bench: &TrainStepBench, device: &Device, dtype: DType) -> Resu
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(bench.seed);
     let n_tok = bench.micro_batch * (bench.seq_len - 1);
     let settings = LossSettings { pad_token_id: 0, temperature: 1.0, kl: None, num_tokens: n_tok };
-    let mut micro_step = || -> Result<f64> {
+    let mut micro_step = || -> Result<TrainStepPhases> {
         let batch = LossBatch {
             prompts: (0..bench.micro_batch).map(|_| vec![rng.random_range(0..vocab)]).collect(),
             completions: (0..bench.micro_batch).map(|_| (1..bench.seq_len).map(|_| rng.random_range(0..vocab)).collect()).collect(),
             advantages: (0..bench.micro_batch).map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 }).collect(),
         };
-        let start = Instant::now();
+        let mut lap = Instant::now();
+        let mut split = || {
+            let secs = lap.elapsed().as_secs_f64();
+            lap = Instant::now();
+            secs
+        };
         let tracked = policy.tracked();
         let (loss, _) = micro_batch_loss(&policy, &tracked, &batch, &settings)?;
+        let forward_secs = split();
         let grads = gradients(loss, &tracked);
+        let backward_secs = split();
         // The norm is read on the host: the synchronisation that ends the step.
         let (grads, _) = optim::clip_grad_norm(grads, 1.0)?;
+        let clip_secs = split();
         policy.params = AdamW::default().step(&policy.params, &grads, &mut optimizer, 1e-3)?;
+        let optimizer_secs = split();
         sync(device)?;
-        Ok(start.elapsed().as_secs_f64())
+        Ok(TrainStepPhases { forward_secs, backward_secs, clip_secs, optimizer_secs, sync_secs: split() })
     };
-    let first_secs = micro_step()?;
-    let mut timed = 0.0;
-    for _ in 0..bench.repeats.max(1) {
-        timed += micro_step()?;
+    let first_secs = micro_step()?.total();
+    let repeats = bench.repeats.max(1);
+    let mut phases = TrainStepPhases::default();
+    for _ in 0..repeats {
+        phases.add(&micro_step()?, 1.0 / repeats as f64);
     }
-    let micro_step_secs = timed / bench.repeats.max(1) as f64;
+    let micro_step_secs = phases.total();
     Ok(TrainStepReport {
         settings: bench.clone(),
         dtype: format!("{dtype:?}"),
         trainable_parameters: policy.num_trainable(),
         first_secs,
         micro_step_secs,
+        phases,
         tokens_per_sec: (bench.micro_batch * bench.seq_len) as f64 / micro_step_secs,
         device_bytes_reserved: device.memory_pool_usage().map(|u| u.bytes_reserved),
     })

@@ -121,3 +121,8 @@ pub fn host_f32<const D: usize>(t: burn::tensor::Tensor<D>, what: &str) -> Resul
         .try_to_vec()
         .map_err(|e| Error::Backend(format!("reading {what}: {e:?}")))
 }
+
+/// Waits for all work queued on `device`; a failed execution becomes an error naming `what`.
+pub fn sync(device: &Device, what: &str) -> Result<()> {
+    device.sync().map_err(|e| Error::Backend(format!("{what}: {e:?}")))
+}

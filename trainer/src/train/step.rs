@@ -307,6 +307,9 @@ fn worker_gradient(
         out.grads = Some(accumulate(out.grads.take(), gradients(loss, &tracked)));
         progress.inc(chunk.len() as u64);
     }
+    // The last backward pass is still queued: wait for it, so that the step's phase times say
+    // where the device's time went.
+    crate::device::sync(&policy.base.device, "the backward pass")?;
     Ok(out)
 }
 
