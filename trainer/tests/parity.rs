@@ -4,7 +4,8 @@
 //! with non-zero `down_proj` biases as steering vectors, and the gradient of completion
 //! log-probabilities with respect to those vectors (relative error < 1e-3). Generation and
 //! log-probabilities are also checked with sequence lengths padded to a multiple of 16 (what GPU
-//! models do, `CausalLm::length_multiple`).
+//! models do, `CausalLm::length_multiple`), and with attention and log-probabilities computed in
+//! small pieces (`CausalLm::chunk_bytes`).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -21,21 +22,32 @@ use trainer::steering::intervention::Intervention;
 const LOGIT_TOLERANCE: f32 = 1e-4;
 const GRAD_TOLERANCE: f32 = 1e-3;
 
-/// Length multiple of the padded variants of the tests.
-const PADDED: usize = 16;
-
-fn load(name: &str) -> (CausalLm, Reference) {
-    let lm = model::load(&fixture(name), &device(), DType::F32).expect("model loads");
-    (lm, Reference::load(name))
+/// How the model runs: `None` keeps the backend's default.
+#[derive(Debug, Clone, Copy, Default)]
+struct Variant {
+    length_multiple: Option<usize>,
+    chunk_bytes: Option<usize>,
 }
 
-/// The fixture with sequence lengths padded to multiples of `multiple` (`None`: the backend's default).
-fn load_padded(name: &str, multiple: Option<usize>) -> (CausalLm, Reference) {
-    let (mut lm, reference) = load(name);
-    if let Some(m) = multiple {
+/// Lengths padded to multiples of 16, as GPU models pad to 64.
+const PADDED: Variant = Variant { length_multiple: Some(16), chunk_bytes: None };
+/// Pieces so small that attention takes a few query positions at a time and the log-probability
+/// pass one position at a time.
+const CHUNKED: Variant = Variant { length_multiple: None, chunk_bytes: Some(2048) };
+
+fn load(name: &str) -> (CausalLm, Reference) {
+    load_variant(name, Variant::default())
+}
+
+fn load_variant(name: &str, variant: Variant) -> (CausalLm, Reference) {
+    let mut lm = model::load(&fixture(name), &device(), DType::F32).expect("model loads");
+    if let Some(m) = variant.length_multiple {
         lm.length_multiple = m;
     }
-    (lm, reference)
+    if let Some(bytes) = variant.chunk_bytes {
+        lm.chunk_bytes = bytes;
+    }
+    (lm, Reference::load(name))
 }
 
 fn reference_steering(lm: &CausalLm, reference: &Reference) -> Steering {
@@ -61,15 +73,15 @@ fn batched_logits(lm: &CausalLm, prompts: &[Vec<u32>], steering: &Steering) -> V
         .collect()
 }
 
-fn check_logits(name: &str, steered: bool) {
-    let (lm, reference) = load(name);
+fn check_logits(name: &str, steered: bool, variant: Variant) {
+    let (lm, reference) = load_variant(name, variant);
     let steering = if steered { reference_steering(&lm, &reference) } else { Steering::None };
     let prefix = if steered { "steered_logits" } else { "logits" };
     let prompts = reference.ids("prompt_ids");
     for (i, actual) in batched_logits(&lm, &prompts, &steering).iter().enumerate() {
         let (_, expected) = reference.tensor(&format!("{prefix}.{i}"));
         let err = relative_error(actual, &expected);
-        assert!(err < LOGIT_TOLERANCE, "{name} {prefix}.{i}: relative error {err:e}");
+        assert!(err < LOGIT_TOLERANCE, "{name} {prefix}.{i} ({variant:?}): relative error {err:e}");
     }
 }
 
@@ -91,8 +103,8 @@ fn check_hidden_states(name: &str, steered: bool) {
     }
 }
 
-fn check_greedy(name: &str, steered: bool, multiple: Option<usize>) {
-    let (lm, reference) = load_padded(name, multiple);
+fn check_greedy(name: &str, steered: bool, variant: Variant) {
+    let (lm, reference) = load_variant(name, variant);
     let steering = if steered { reference_steering(&lm, &reference) } else { Steering::None };
     let prompts = reference.ids("prompt_ids");
     let expected = reference.ids(if steered { "steered_greedy" } else { "greedy" });
@@ -109,11 +121,11 @@ fn check_greedy(name: &str, steered: bool, multiple: Option<usize>) {
     };
     let generation = generate(&lm, &steering, &[], &request, &ProgressBar::hidden()).unwrap();
     let actual: Vec<Vec<u32>> = generation.completions.into_iter().map(|c| c.tokens).collect();
-    assert_eq!(actual, expected, "{name} greedy (steered: {steered}, length multiple {})", lm.length_multiple);
+    assert_eq!(actual, expected, "{name} greedy (steered: {steered}, {variant:?})");
 }
 
-fn check_gradient(name: &str, multiple: Option<usize>) {
-    let (lm, reference) = load_padded(name, multiple);
+fn check_gradient(name: &str, variant: Variant) {
+    let (lm, reference) = load_variant(name, variant);
     let (_, v) = reference.tensor("steering_vectors");
     let (l, h) = (lm.config.num_layers, lm.config.hidden_size);
     let vectors = Tensor::<2>::from_data(TensorData::new(v, [l, h]), &lm.device).autodiff().require_grad();
@@ -133,24 +145,24 @@ fn check_gradient(name: &str, multiple: Option<usize>) {
     let grads = row0.clone().sum().backward();
     let (_, expected_lp) = reference.tensor("completion_logprobs");
     let err = relative_error(&values(row0), &expected_lp);
-    assert!(err < LOGIT_TOLERANCE, "{name} completion log-probs: relative error {err:e}");
+    assert!(err < LOGIT_TOLERANCE, "{name} completion log-probs ({variant:?}): relative error {err:e}");
     let grad = vectors.grad(&grads).expect("the steering vectors get a gradient");
     let (_, expected) = reference.tensor("steering_grad");
     let err = relative_error(&values(grad), &expected);
-    assert!(err < GRAD_TOLERANCE, "{name} steering gradient: relative error {err:e}");
+    assert!(err < GRAD_TOLERANCE, "{name} steering gradient ({variant:?}): relative error {err:e}");
 }
 
 #[test]
 fn logits_match_transformers_for_every_architecture() {
     for name in ARCHS {
-        check_logits(name, false);
+        check_logits(name, false, Variant::default());
     }
 }
 
 #[test]
 fn steered_logits_match_transformers_with_down_proj_biases() {
     for name in ARCHS {
-        check_logits(name, true);
+        check_logits(name, true, Variant::default());
     }
 }
 
@@ -165,36 +177,45 @@ fn hidden_states_after_every_layer_match_transformers() {
 #[test]
 fn batched_greedy_generation_with_kv_cache_matches_transformers() {
     for name in ARCHS {
-        check_greedy(name, false, None);
+        check_greedy(name, false, Variant::default());
     }
 }
 
 #[test]
 fn greedy_generation_with_padded_lengths_matches_transformers() {
     for name in ARCHS {
-        check_greedy(name, false, Some(PADDED));
-        check_greedy(name, true, Some(PADDED));
+        check_greedy(name, false, PADDED);
+        check_greedy(name, true, PADDED);
+    }
+}
+
+#[test]
+fn attention_and_log_probabilities_in_small_pieces_match_transformers() {
+    for name in ARCHS {
+        check_logits(name, true, CHUNKED);
+        check_greedy(name, true, CHUNKED);
+        check_gradient(name, CHUNKED);
     }
 }
 
 #[test]
 fn steered_greedy_generation_matches_transformers() {
     for name in ARCHS {
-        check_greedy(name, true, None);
+        check_greedy(name, true, Variant::default());
     }
 }
 
 #[test]
 fn steering_gradient_of_completion_logprobs_matches_torch_autograd() {
     for name in ARCHS {
-        check_gradient(name, None);
+        check_gradient(name, Variant::default());
     }
 }
 
 #[test]
 fn steering_gradient_with_padded_lengths_matches_torch_autograd() {
     for name in ARCHS {
-        check_gradient(name, Some(PADDED));
+        check_gradient(name, PADDED);
     }
 }
 

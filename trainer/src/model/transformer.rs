@@ -27,6 +27,11 @@ use crate::steering::intervention::{self, Intervention, LayerInputPatch, Place, 
 /// The [`CausalLm::length_multiple`] of models on a GPU.
 pub const GPU_LENGTH_MULTIPLE: usize = 64;
 
+/// The default [`CausalLm::chunk_bytes`] (512 MiB): Vulkan refuses single buffers of more than
+/// ~2 GiB (a 128-row prefill's f32 attention scores needed 3.1 GB, 4 × 1023 positions of f32
+/// logits 2.5 GB), and smaller pieces keep the peak memory down.
+pub const MAX_BUFFER_BYTES: usize = 512 << 20;
+
 /// 1 on the CPU backend, [`GPU_LENGTH_MULTIPLE`] elsewhere.
 fn default_length_multiple(device: &Device) -> usize {
     match device.clone().inner().as_dispatch() {
@@ -307,6 +312,10 @@ pub struct CausalLm {
     /// GPU models use [`GPU_LENGTH_MULTIPLE`]; the CPU backend 1 (no padding). Results do not
     /// depend on it beyond floating-point summation order (the padding is masked).
     pub length_multiple: usize,
+    /// Largest intermediate buffer a forward pass or a log-probability pass creates at once
+    /// (attention scores, logits); longer work is split into pieces. Default
+    /// [`MAX_BUFFER_BYTES`].
+    pub chunk_bytes: usize,
     embed_tokens: Tensor<2>,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
@@ -356,6 +365,7 @@ impl CausalLm {
             device: device.clone(),
             dtype,
             length_multiple: default_length_multiple(device),
+            chunk_bytes: MAX_BUFFER_BYTES,
             embed_tokens,
             layers,
             norm,
@@ -410,6 +420,7 @@ impl CausalLm {
     pub fn with_weights(&self, weights: &WeightMap) -> Result<Self> {
         let mut model = Self::load(self.config.clone(), weights, &self.device, self.dtype)?;
         model.length_multiple = self.length_multiple;
+        model.chunk_bytes = self.chunk_bytes;
         Ok(model)
     }
 
@@ -681,15 +692,35 @@ impl CausalLm {
         };
         let t = k.dims()[2];
         let rep = nh / nkv;
+        let acc = accumulation_dtype(self.dtype);
+        let keys = k.swap_dims(2, 3);
+        // Queries `[B, H, r, hd]` with their mask rows `[B, 1, r, T]` → outputs `[B, H, r, hd]`.
         // Grouped-query attention without repeating k/v: the `rep` query heads of one kv head
         // are stacked along the sequence axis.
-        let q = q.reshape([b, nkv, rep * s, hd]);
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt());
-        let acc = accumulation_dtype(self.dtype);
-        let scores = scores.reshape([b, nh, s, t]).cast(acc) + mask.clone().cast(acc);
-        let probs = softmax(scores, 3).cast(self.dtype).reshape([b, nkv, rep * s, t]);
-        let out = probs.matmul(v).reshape([b, nh, s, hd]).swap_dims(1, 2).reshape([b, s, nh * hd]);
-        layer.o_proj.forward(out)
+        let attend = |q: Tensor<4>, mask: Tensor<4>| {
+            let r = q.dims()[2];
+            let scores = q.reshape([b, nkv, rep * r, hd]).matmul(keys.clone()).mul_scalar(1.0 / (hd as f64).sqrt());
+            let scores = scores.reshape([b, nh, r, t]).cast(acc) + mask.cast(acc);
+            let probs = softmax(scores, 3).cast(self.dtype).reshape([b, nkv, rep * r, t]);
+            probs.matmul(v.clone()).reshape([b, nh, r, hd])
+        };
+        // The scores `[B, H, S, T]` are computed for as many query positions at a time as fit in
+        // `chunk_bytes` (a long prefill of many rows would need one buffer larger than Vulkan allows).
+        let per_query = b * nh * t * acc.size();
+        let rows = (self.chunk_bytes / per_query.max(1)).clamp(1, s.max(1));
+        let out = if rows >= s {
+            attend(q, mask.clone())
+        } else {
+            let parts: Vec<Tensor<4>> = (0..s)
+                .step_by(rows)
+                .map(|a| {
+                    let r = rows.min(s - a);
+                    attend(q.clone().narrow(2, a, r), mask.clone().narrow(2, a, r))
+                })
+                .collect();
+            Tensor::cat(parts, 2)
+        };
+        layer.o_proj.forward(out.swap_dims(1, 2).reshape([b, s, nh * hd]))
     }
 
     /// `down_proj(z) + (z·A)·B + vector` with `z = silu(gate_proj(x)) * up_proj(x)`.

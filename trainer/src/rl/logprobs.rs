@@ -41,8 +41,6 @@ fn target_logprobs(model: &CausalLm, hidden: Tensor<3>, targets: Tensor<3, Int>,
     if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(parts, 1) }
 }
 
-/// Largest f32 logits buffer of one chunk of [`completion_logprobs`] (512 MiB).
-pub const LOGITS_CHUNK_BYTES: usize = 512 << 20;
 
 /// Log-probabilities of `completions[i]` after `prompts[i]` under the temperature-scaled
 /// distribution `softmax(logits / temperature)` (the reference's loss uses the sampling
@@ -105,9 +103,9 @@ pub fn completion_logprobs(
     // The f32 logits `[B, T, V]` of a long completion exceed what one GPU buffer may hold (4 ×
     // 1023 × 151,936 floats = 2.5 GB; Vulkan refuses single buffers above ~2 GB): the
     // log-probabilities are taken over chunks of positions whose logits stay within
-    // `LOGITS_CHUNK_BYTES` (one chunk for short completions).
+    // the model's `chunk_bytes` (one chunk for short completions).
     let per_position = b * model.config.vocab_size * 4;
-    let chunk = (LOGITS_CHUNK_BYTES / per_position.max(1)).clamp(1, t);
+    let chunk = (model.chunk_bytes / per_position.max(1)).clamp(1, t);
     let logprobs = target_logprobs(model, predicting, targets, temperature, chunk);
     let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, t]), device).cast(logprobs.dtype());
     let logprobs = logprobs * mask.clone();
