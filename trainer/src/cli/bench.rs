@@ -62,7 +62,7 @@ pub enum BenchCommand {
         profile: bool,
     },
     /// One RL training micro-step (forward, backward to the trainable parameters, clip, AdamW):
-    /// seconds, tokens/s, device memory.
+    /// seconds, tokens/s, device memory, and the host time of each phase.
     TrainStep {
         /// Shape, seed, backend, dtype.
         #[command(flatten)]
