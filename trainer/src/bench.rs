@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::model::config::{Architecture, Llama3RopeScaling, ModelConfig, RopeConfig};
-use crate::model::{BatchLayout, CausalLm, RandomWeights};
+use crate::model::{CausalLm, RandomWeights};
 use crate::rollout::{self, GenerationRequest, SamplingParams, sampling};
 use crate::steering::Steering;
 
@@ -277,7 +277,8 @@ fn decode_profile(lm: &CausalLm, prompts: &[Vec<u32>], bench: &GenerateBench, pr
     let device = &lm.device;
     let iterations = 8;
     let b = prompts.len();
-    let (tokens, width, layout) = BatchLayout::left_pad(prompts, 0);
+    // Padded as generation pads them, so the parts are timed at the shapes a decode step has.
+    let (tokens, width, layout) = lm.left_pad(prompts, 0, 2 * iterations + 2);
     let ids = |values: Vec<u32>, shape: [usize; 2]| {
         Tensor::<2, Int>::from_data(TensorData::new(values.into_iter().map(i64::from).collect::<Vec<_>>(), shape), device)
     };

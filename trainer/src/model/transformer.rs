@@ -432,6 +432,13 @@ impl CausalLm {
         (len.div_ceil(m) * m).min(limit).max(len)
     }
 
+    /// [`BatchLayout::left_pad`] to the longest row's length rounded up by
+    /// [`CausalLm::padded_len`], leaving `room` positions: `(tokens [B, S], S, layout)`.
+    pub fn left_pad(&self, rows: &[Vec<u32>], pad_id: u32, room: usize) -> (Vec<u32>, usize, BatchLayout) {
+        let longest = rows.iter().map(Vec::len).max().unwrap_or(0);
+        BatchLayout::left_pad_to(rows, pad_id, self.padded_len(longest, room))
+    }
+
     /// An empty KV cache for `batch` rows and at least `capacity` positions.
     pub fn kv_cache(&self, batch: usize, capacity: usize) -> KvCache {
         KvCache::new(&self.config, batch, capacity, self.length_multiple, &self.device, self.dtype)
@@ -758,6 +765,8 @@ mod tests {
         assert_eq!(lm.padded_len(positions - 10, 0), positions, "capped at the positions");
         assert_eq!(lm.padded_len(65, positions - 100), 100, "room is left");
         assert_eq!(lm.padded_len(120, positions - 100), 120, "never below the length");
+        let (tokens, width, layout) = lm.left_pad(&[vec![7, 8, 9], vec![5]], 0, 0);
+        assert_eq!((width, layout.pads.clone(), &tokens[61..64], tokens[127]), (64, vec![61, 63], &[7, 8, 9][..], 5));
         let cache = lm.kv_cache(2, 70);
         assert_eq!((cache.capacity, cache.attended(1), cache.attended(64), cache.attended(65)), (128, 64, 64, 128));
         let layout = BatchLayout { pads: vec![0, 2] };

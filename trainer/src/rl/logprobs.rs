@@ -10,7 +10,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
-use crate::model::{BatchLayout, CausalLm};
+use crate::model::CausalLm;
 use crate::steering::Steering;
 use crate::steering::intervention::Intervention;
 
@@ -40,7 +40,6 @@ fn target_logprobs(model: &CausalLm, hidden: Tensor<3>, targets: Tensor<3, Int>,
     }
     if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(parts, 1) }
 }
-
 
 /// Log-probabilities of `completions[i]` after `prompts[i]` under the temperature-scaled
 /// distribution `softmax(logits / temperature)` (the reference's loss uses the sampling
@@ -74,7 +73,7 @@ pub fn completion_logprobs(
     let longest = lengths.iter().copied().max().unwrap_or(0).max(1);
     // Widths padded to the model's length multiple: GPU micro-batches then share shapes.
     let t = model.padded_len(longest, longest_prompt);
-    let (prompt_tokens, width, layout) = BatchLayout::left_pad_to(prompts, pad_token_id, model.padded_len(longest_prompt, t));
+    let (prompt_tokens, width, layout) = model.left_pad(prompts, pad_token_id, t);
     let total = width + t;
     if total > model.config.max_position_embeddings {
         return Err(Error::InvalidArgument(format!(

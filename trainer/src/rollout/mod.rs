@@ -8,7 +8,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use indicatif::ProgressBar;
 
 use crate::error::{Error, Result};
-use crate::model::{BatchLayout, CausalLm};
+use crate::model::CausalLm;
 use crate::steering::Steering;
 use crate::steering::intervention::Intervention;
 pub use sampling::SamplingParams;
@@ -144,8 +144,7 @@ fn generate_chunk(
     let prompts: Vec<Vec<u32>> = rows.iter().map(|&(p, _)| request.prompts[p].clone()).collect();
     let budgets: Vec<usize> = rows.iter().map(|&(p, _)| request.max_new_tokens[p]).collect();
     let max_budget = budgets.iter().copied().max().unwrap_or(0);
-    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let (tokens, width, layout) = BatchLayout::left_pad_to(&prompts, request.pad_token_id, model.padded_len(longest, max_budget));
+    let (tokens, width, layout) = model.left_pad(&prompts, request.pad_token_id, max_budget);
     let b = rows.len();
     let mut cache = model.kv_cache(b, width + max_budget);
     let key = |p: usize| request.prompt_keys.as_ref().map_or(p as u64, |k| k[p]);
