@@ -2,7 +2,8 @@
 # Run on the device machine (nvidia-h200, or nvidia-h200-x2/x4 for the multi-GPU steps) from the
 # repository root, carrying `.gl` (Vulkan loader debs) and `.dev` (the stripped, gzipped `trainer`
 # binary as .dev/trainer.gz and ../shared/bench/torch_baseline.py). Each stage has its own time
-# limit in seconds (RL_S, GEN_S, TRAIN_S, GEN7_S, TRAIN7_S, TORCH_S, PROFILE_S; 0 skips a stage)
+# limit in seconds (RL_S, GEN_S, TRAIN_S, TRAIN_WG_S, GEN7_S, TRAIN7_S, TORCH_S, PROFILE_S; 0 skips
+# a stage; TRAIN_SETUPS picks the 1.5B micro-steps, TORCH_SHAPES the PyTorch shapes)
 # so a slow one cannot eat the others, and stages append to one file each in $OUT (the device tool
 # returns at most 8 files):
 #   rl_step.log        data-parallel GRPO steering steps, 1.5B shape, on 1 and then every GPU of
@@ -11,7 +12,8 @@
 #   generate.log       generation, 64 × 256 + 256 tokens: the 1.5B shape with a decode-step
 #                      profile and the copy-bandwidth roofline (GEN_S), then the 7B shape (GEN7_S)
 #   train_step.log     the RL micro-step, 4 × 1024 tokens: steering, LoRA and the full model on the
-#                      1.5B shape (TRAIN_S each), then steering on the 7B shape (TRAIN7_S)
+#                      1.5B shape (TRAIN_S each), steering keeping the whole graph (TRAIN_WG_S),
+#                      then steering on the 7B shape (TRAIN7_S)
 #   torch.log, torch_baseline.json   PyTorch/transformers' peer numbers for both shapes
 #   cubecl_profile.log a per-kernel profile of a few decode steps (CubeCL's profiling log)
 #   env.txt            GPUs, driver, commit, and each stage's exit status and seconds
@@ -29,6 +31,7 @@ V="--backend vulkan --dtype f16"
 stage() { # stage SECONDS FILE COMMAND...
   local secs=$1 file=$2 start=$SECONDS; shift 2
   [ "$secs" = 0 ] && return
+  echo "# $(date -u +%FT%TZ) CUBECL_WGPU_MAX_TASKS=${CUBECL_WGPU_MAX_TASKS:-32} $*" >> "$OUT/$file"
   timeout "$secs" "$@" >> "$OUT/$file" 2>&1; echo "$file rc $? $((SECONDS - start)) s: $*" >> $OUT/env.txt
 }
 S15=qwen2.5-math-1.5b S7=qwen2.5-math-7b
@@ -37,12 +40,13 @@ TRAIN="bench train-step --micro-batch 4 --seq-len 1024 --repeats 2"
 stage ${RL_S:-240} rl_step.log $T bench rl-step --shape $S15 --devices ${RL_DEVICES:-all} --prompts 8 --generations 4 \
   --prompt-len 128 --new-tokens 32 --micro-batch 8 --steps 2 $V
 stage ${GEN_S:-100} generate.log $T $GEN --shape $S15 --profile $V
-for setup in steering lora full-model; do
+for setup in ${TRAIN_SETUPS:-steering lora full-model}; do
   stage ${TRAIN_S:-100} train_step.log $T $TRAIN --shape $S15 --setup $setup $V
 done
+stage ${TRAIN_WG_S:-0} train_step.log $T $TRAIN --shape $S15 --setup steering --whole-graph $V
 stage ${GEN7_S:-0} generate.log $T $GEN --shape $S7 $V
 stage ${TRAIN7_S:-0} train_step.log $T $TRAIN --shape $S7 --setup steering $V
-PYTHONUNBUFFERED=1 stage ${TORCH_S:-90} torch.log python3 .dev/torch_baseline.py $S15 $([ "${GEN7_S:-0}" != 0 ] && echo $S7)
+PYTHONUNBUFFERED=1 stage ${TORCH_S:-90} torch.log python3 .dev/torch_baseline.py ${TORCH_SHAPES:-$S15}
 if [ "${PROFILE_S:-0}" != 0 ]; then
   CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG=/tmp/cubecl.log timeout ${PROFILE_S} $T bench generate \
     --shape $S15 --batch 64 --prompt-len 256 --new-tokens 6 $V >> $OUT/env.txt 2>&1

@@ -352,6 +352,8 @@ pub struct TrainStepBench {
     pub repeats: usize,
     /// Seed of weights, tokens and advantages.
     pub seed: u64,
+    /// Recompute one layer at a time in the backward pass (see [`LossSettings::recompute_layers`](crate::train::step::LossSettings::recompute_layers)).
+    pub recompute_layers: bool,
 }
 
 /// What the training micro-step benchmark measured.
@@ -381,10 +383,9 @@ pub struct TrainStepReport {
 /// Host seconds of the phases of a training micro-step.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct TrainStepPhases {
-    /// Building the forward pass and the loss (work queued, nothing read back).
-    pub forward_secs: f64,
-    /// The backward pass to the trainable parameters (queued).
-    pub backward_secs: f64,
+    /// The forward pass, the loss and the backward pass to the trainable parameters (work
+    /// queued; with layer recomputation the loss is read back once).
+    pub gradient_secs: f64,
     /// The global gradient norm, read on the host: waits for the queued work.
     pub clip_secs: f64,
     /// AdamW (queued).
@@ -395,26 +396,25 @@ pub struct TrainStepPhases {
 
 impl TrainStepPhases {
     fn add(&mut self, other: &Self, weight: f64) {
-        self.forward_secs += weight * other.forward_secs;
-        self.backward_secs += weight * other.backward_secs;
+        self.gradient_secs += weight * other.gradient_secs;
         self.clip_secs += weight * other.clip_secs;
         self.optimizer_secs += weight * other.optimizer_secs;
         self.sync_secs += weight * other.sync_secs;
     }
 
     fn total(&self) -> f64 {
-        self.forward_secs + self.backward_secs + self.clip_secs + self.optimizer_secs + self.sync_secs
+        self.gradient_secs + self.clip_secs + self.optimizer_secs + self.sync_secs
     }
 }
 
 /// Runs the training micro-step benchmark: random weights, random tokens and advantages, the
-/// trainer's own loss ([`micro_batch_loss`](crate::train::step::micro_batch_loss)), gradients
+/// trainer's own loss and gradient ([`micro_batch_gradient`](crate::train::step::micro_batch_gradient))
 /// and AdamW.
 pub fn train_step(bench: &TrainStepBench, device: &Device, dtype: DType) -> Result<TrainStepReport> {
     use crate::train::config::LoraInit;
     use crate::train::optim::{self, AdamW, AdamWState};
     use crate::train::policy::{Policy, Setup};
-    use crate::train::step::{LossBatch, LossSettings, gradients, micro_batch_loss};
+    use crate::train::step::{LossBatch, LossSettings, micro_batch_gradient};
     use rand::{Rng, SeedableRng};
 
     if bench.micro_batch == 0 || bench.seq_len < 2 {
@@ -434,7 +434,7 @@ pub fn train_step(bench: &TrainStepBench, device: &Device, dtype: DType) -> Resu
     let mut optimizer = AdamWState::new(&policy.params);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(bench.seed);
     let n_tok = bench.micro_batch * (bench.seq_len - 1);
-    let settings = LossSettings { pad_token_id: 0, temperature: 1.0, kl: None, num_tokens: n_tok };
+    let settings = LossSettings { pad_token_id: 0, temperature: 1.0, kl: None, num_tokens: n_tok, recompute_layers: bench.recompute_layers };
     let mut micro_step = || -> Result<TrainStepPhases> {
         let batch = LossBatch {
             prompts: (0..bench.micro_batch).map(|_| vec![rng.random_range(0..vocab)]).collect(),
@@ -447,18 +447,15 @@ pub fn train_step(bench: &TrainStepBench, device: &Device, dtype: DType) -> Resu
             lap = Instant::now();
             secs
         };
-        let tracked = policy.tracked();
-        let (loss, _) = micro_batch_loss(&policy, &tracked, &batch, &settings)?;
-        let forward_secs = split();
-        let grads = gradients(loss, &tracked);
-        let backward_secs = split();
+        let grads = micro_batch_gradient(&policy, &batch, &settings)?.grads;
+        let gradient_secs = split();
         // The norm is read on the host: the synchronisation that ends the step.
         let (grads, _) = optim::clip_grad_norm(grads, 1.0)?;
         let clip_secs = split();
         policy.params = AdamW::default().step(&policy.params, &grads, &mut optimizer, 1e-3)?;
         let optimizer_secs = split();
         sync(device)?;
-        Ok(TrainStepPhases { forward_secs, backward_secs, clip_secs, optimizer_secs, sync_secs: split() })
+        Ok(TrainStepPhases { gradient_secs, clip_secs, optimizer_secs, sync_secs: split() })
     };
     let first_secs = micro_step()?.total();
     let repeats = bench.repeats.max(1);

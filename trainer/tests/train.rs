@@ -15,7 +15,7 @@ use trainer::train::checkpoint;
 use trainer::train::config::{self, KlType, TrainConfig};
 use trainer::train::policy::{Policy, Setup, bias_name};
 use trainer::train::run::{self, Reporting, RunOptions};
-use trainer::train::step::{LossBatch, LossSettings, gradients, micro_batch_loss};
+use trainer::train::step::{LossBatch, LossSettings, micro_batch_gradient, micro_batch_loss};
 
 fn load_f64() -> CausalLm {
     model::load(&fixture("qwen2"), &burn::tensor::Device::flex(), DType::F64).expect("fixture loads in f64")
@@ -39,7 +39,7 @@ fn batch(advantages: [f64; 2]) -> LossBatch {
 }
 
 fn settings(kl: Option<(KlType, f64)>) -> LossSettings {
-    LossSettings { pad_token_id: 0, temperature: 0.7, kl, num_tokens: 11 }
+    LossSettings { pad_token_id: 0, temperature: 0.7, kl, num_tokens: 11, recompute_layers: false }
 }
 
 fn loss_value(policy: &Policy, params: &WeightMap, batch: &LossBatch, settings: &LossSettings) -> f64 {
@@ -47,12 +47,21 @@ fn loss_value(policy: &Policy, params: &WeightMap, batch: &LossBatch, settings: 
     loss.cast(DType::F64).into_scalar::<f64>()
 }
 
-/// Checks the autodiff gradient of every parameter element against central differences.
+/// Checks the autodiff gradient of every parameter element against central differences, through
+/// the whole graph and with layer recomputation.
 fn check_gradient(policy: &Policy, settings: &LossSettings) {
+    for recompute_layers in [false, true] {
+        check_gradient_with(policy, &LossSettings { recompute_layers, ..*settings });
+    }
+}
+
+fn check_gradient_with(policy: &Policy, settings: &LossSettings) {
     let batch = batch([1.0, -0.5]);
-    let tracked = policy.tracked();
-    let (loss, _) = micro_batch_loss(policy, &tracked, &batch, settings).expect("loss");
-    let grads = gradients(loss, &tracked);
+    let micro = micro_batch_gradient(policy, &batch, settings).expect("gradient");
+    let grads = micro.grads;
+    let loss = micro.loss.cast(DType::F64).into_scalar::<f64>();
+    let want = loss_value(policy, &policy.params, &batch, settings);
+    assert!((loss - want).abs() <= 1e-12 * want.abs().max(1.0), "loss {loss} vs {want} ({settings:?})");
     // Central differences in f64 with a step where their truncation (O(eps²)) and the forward's
     // rounding (O(1e-13)/eps) are both far below the tolerance.
     let eps = 1e-3;
@@ -75,7 +84,12 @@ fn check_gradient(policy: &Policy, settings: &LossSettings) {
             let numeric = (shifted(eps) - shifted(-eps)) / (2.0 * eps);
             let err = (numeric - analytic[i]).abs() / scale;
             // The backend's backward kernels round like f32 in places: agreement is ~1e-6.
-            assert!(err < 2e-5, "{name}[{i}]: autodiff {} vs finite differences {numeric} (relative {err:e})", analytic[i]);
+            assert!(
+                err < 2e-5,
+                "{name}[{i}]: autodiff {} vs finite differences {numeric} (relative {err:e}; recompute_layers: {})",
+                analytic[i],
+                settings.recompute_layers
+            );
         }
     }
 }
@@ -136,7 +150,7 @@ fn the_loss_is_the_advantage_weighted_transformers_logprob_sum_over_the_token_co
     batch.prompts.truncate(1);
     batch.completions.truncate(1);
     batch.advantages.truncate(1);
-    let s = LossSettings { pad_token_id: 0, temperature: 1.0, kl: None, num_tokens: 40 };
+    let s = LossSettings { pad_token_id: 0, temperature: 1.0, kl: None, num_tokens: 40, recompute_layers: false };
     let loss = loss_value(&policy, &policy.params, &batch, &s);
     let want = 2.0 * logprobs.iter().map(|&x| f64::from(x)).sum::<f64>() / 40.0;
     assert!((loss - want).abs() < 1e-4 * want.abs().max(1.0), "loss {loss} vs hand-computed {want}");

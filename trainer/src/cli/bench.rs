@@ -79,6 +79,10 @@ pub enum BenchCommand {
         /// Timed micro-steps (after one untimed).
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// Keep every layer's activations for the backward pass instead of recomputing one
+        /// layer at a time (the trainer's `recompute_layers: false`).
+        #[arg(long)]
+        whole_graph: bool,
     },
     /// Whole GRPO steering steps (generation, rewards, forward-backward, AdamW) on 1, 2, …
     /// devices: the data-parallel scaling. Prints each step's metrics as it ends, then a summary
@@ -136,7 +140,7 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
             bar.finish_and_clear();
             println!("{}", serde_json::to_string(&report)?);
         }
-        BenchCommand::TrainStep { on, setup, micro_batch, seq_len, repeats } => {
+        BenchCommand::TrainStep { on, setup, micro_batch, seq_len, repeats, whole_graph } => {
             let device = on.backend.device_for(on.dtype)?;
             let settings = TrainStepBench {
                 shape: on.shape.clone(),
@@ -145,6 +149,7 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 seq_len: *seq_len,
                 repeats: *repeats,
                 seed: on.seed,
+                recompute_layers: !*whole_graph,
             };
             println!("{}", serde_json::to_string(&bench::train_step(&settings, &device, on.dtype.dtype())?)?);
         }

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod prompt;
+pub mod recompute;
 pub mod rope;
 pub mod tokenizer;
 pub mod transformer;

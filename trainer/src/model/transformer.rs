@@ -284,16 +284,25 @@ pub struct ForwardOutput {
 }
 
 /// The steering and interventions of one forward pass, resolved to per-layer tensors.
-struct Plan {
+pub(super) struct Plan {
     /// Vector added after layer l's MLP, `[H]` f32, when non-zero.
-    after_mlp: Vec<Option<Tensor<1>>>,
+    pub(super) after_mlp: Vec<Option<Tensor<1>>>,
     /// Vectors added at places, summed per place.
-    at_place: BTreeMap<Place, Tensor<1>>,
+    pub(super) at_place: BTreeMap<Place, Tensor<1>>,
     /// Layer → (patch, moved vector of the previous layer).
     patches: BTreeMap<usize, (LayerInputPatch, Tensor<1>)>,
     /// LoRA adapter of layer l's `down_proj`, if any.
-    lora: Vec<Option<LoraPair>>,
+    pub(super) lora: Vec<Option<LoraPair>>,
     record: bool,
+}
+
+/// What every layer of one forward pass shares: the rotary tables of its positions
+/// `[B, 1, S, hd]`, its attention mask `[B, 1, S, T]` and its resolved steering.
+pub(super) struct Pass {
+    cos: Tensor<4>,
+    sin: Tensor<4>,
+    mask: Tensor<4>,
+    pub(super) plan: Plan,
 }
 
 /// A causal language model: embeddings, decoder layers, final norm, LM head.
@@ -465,6 +474,37 @@ impl CausalLm {
     ) -> Result<ForwardOutput> {
         let [b, s] = tokens.dims();
         let start = cache.as_ref().map_or(0, |c| c.len);
+        self.check_pass(&tokens, layout, start)?;
+        if let Some(c) = &cache
+            && (start + s > c.capacity || c.layers.first().is_some_and(|(k, _)| k.dims()[0] != b))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "KV cache of capacity {} cannot take {} more positions for {b} rows",
+                c.capacity, s
+            )));
+        }
+        let keys = cache.as_ref().map_or(start + s, |c| c.attended(start + s));
+        let pass = self.pass(layout, start, s, keys, steering, interventions)?;
+        let mut x = self.embed(tokens);
+        let mut hidden_states = Vec::new();
+        for l in 0..self.layers.len() {
+            x = self.layer(l, x, &pass, cache.as_deref_mut());
+            if pass.plan.record {
+                hidden_states.push(x.clone());
+            }
+        }
+        if let Some(c) = cache {
+            c.len += s;
+        }
+        Ok(ForwardOutput {
+            hidden: self.norm.forward(x),
+            hidden_states,
+        })
+    }
+
+    /// Checks that tokens `[B, S]` at columns `start..start+S` fit `layout` and the rotary tables.
+    pub(super) fn check_pass(&self, tokens: &Tensor<2, Int>, layout: &BatchLayout, start: usize) -> Result<()> {
+        let [b, s] = tokens.dims();
         if layout.pads.len() != b {
             return Err(Error::InvalidArgument(format!(
                 "batch layout has {} rows but the tokens have {b}",
@@ -478,41 +518,47 @@ impl CausalLm {
                 self.rope.len()
             )));
         }
-        if let Some(c) = &cache
-            && (start + s > c.capacity || c.layers.first().is_some_and(|(k, _)| k.dims()[0] != b))
-        {
-            return Err(Error::InvalidArgument(format!(
-                "KV cache of capacity {} cannot take {} more positions for {b} rows",
-                c.capacity, s
-            )));
-        }
-        let plan = self.plan(steering, interventions)?;
-        let h = self.config.hidden_size;
-        let mut x = self
-            .embed_tokens
-            .clone()
-            .select(0, tokens.reshape([b * s]))
-            .reshape([b, s, h]);
-        let (cos, sin) = self.rope.gather(&layout.positions(start, s, &self.device));
-        let keys = cache.as_ref().map_or(start + s, |c| c.attended(start + s));
-        let mask = layout.mask(start, s, keys, &self.device);
-        let mut hidden_states = Vec::new();
-        for (l, layer) in self.layers.iter().enumerate() {
-            x = self.layer_forward(l, layer, x, &cos, &sin, &mask, cache.as_deref_mut(), &plan);
-            if plan.record {
-                hidden_states.push(x.clone());
-            }
-        }
-        if let Some(c) = cache {
-            c.len += s;
-        }
-        Ok(ForwardOutput {
-            hidden: self.norm.forward(x),
-            hidden_states,
-        })
+        Ok(())
     }
 
-    fn plan(&self, steering: &Steering, interventions: &[Intervention]) -> Result<Plan> {
+    /// The embeddings `[B, S, H]` of tokens `[B, S]`: the residual stream entering layer 0.
+    pub(super) fn embed(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let [b, s] = tokens.dims();
+        self.embed_tokens
+            .clone()
+            .select(0, tokens.reshape([b * s]))
+            .reshape([b, s, self.config.hidden_size])
+    }
+
+    /// The final norm of the residual stream `[B, S, H]` leaving the last layer (the input of
+    /// [`CausalLm::logits`]).
+    pub(super) fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
+        self.norm.forward(x)
+    }
+
+    /// What the layers of a pass over columns `start..start+len` of `layout`, attending to
+    /// `keys` key positions, share.
+    pub(super) fn pass(
+        &self,
+        layout: &BatchLayout,
+        start: usize,
+        len: usize,
+        keys: usize,
+        steering: &Steering,
+        interventions: &[Intervention],
+    ) -> Result<Pass> {
+        let plan = self.plan(steering, interventions)?;
+        let (cos, sin) = self.rope.gather(&layout.positions(start, len, &self.device));
+        let mask = layout.mask(start, len, keys, &self.device);
+        Ok(Pass { cos, sin, mask, plan })
+    }
+
+    /// Layer `l` applied to the residual stream `x` `[B, S, H]`.
+    pub(super) fn layer(&self, l: usize, x: Tensor<3>, pass: &Pass, cache: Option<&mut KvCache>) -> Tensor<3> {
+        self.layer_forward(l, &self.layers[l], x, &pass.cos, &pass.sin, &pass.mask, cache, &pass.plan)
+    }
+
+    pub(super) fn plan(&self, steering: &Steering, interventions: &[Intervention]) -> Result<Plan> {
         let c = &self.config;
         intervention::validate(interventions, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads)?;
         let (num_layers, hidden) = (c.num_layers, c.hidden_size);

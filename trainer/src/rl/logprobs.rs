@@ -10,7 +10,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
-use crate::model::CausalLm;
+use crate::model::{BatchLayout, CausalLm};
 use crate::steering::Steering;
 use crate::steering::intervention::Intervention;
 
@@ -41,6 +41,100 @@ fn target_logprobs(model: &CausalLm, hidden: Tensor<3>, targets: Tensor<3, Int>,
     if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(parts, 1) }
 }
 
+/// Prompts and completions laid out for one forward pass: prompts left-padded, completions
+/// right-padded, so every completion starts at the same column.
+#[derive(Debug)]
+pub struct CompletionBatch {
+    /// `[B, W + T]` prompt columns then completion columns.
+    pub tokens: Tensor<2, Int>,
+    /// The prompts' padding.
+    pub layout: BatchLayout,
+    /// `W`: the padded prompt width.
+    width: usize,
+    /// `T`: the padded completion width.
+    completion_width: usize,
+    /// `[B, T, 1]` the completion tokens (padding beyond a completion's length).
+    targets: Tensor<3, Int>,
+    /// `[B, T]` 1 where a completion has a token.
+    mask: Tensor<2>,
+    /// Length of each completion.
+    lengths: Vec<usize>,
+}
+
+impl CompletionBatch {
+    /// Lays out `completions[i]` after `prompts[i]` for `model`, padding with `pad_token_id`.
+    pub fn new(model: &CausalLm, prompts: &[Vec<u32>], completions: &[Vec<u32>], pad_token_id: u32) -> Result<Self> {
+        if prompts.len() != completions.len() || prompts.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "expected as many prompts as completions (at least one), found {} and {}",
+                prompts.len(),
+                completions.len()
+            )));
+        }
+        if prompts.iter().any(Vec::is_empty) {
+            return Err(Error::InvalidArgument("every prompt needs at least one token".into()));
+        }
+        let device = &model.device;
+        let b = prompts.len();
+        let lengths: Vec<usize> = completions.iter().map(Vec::len).collect();
+        let longest_prompt = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let longest = lengths.iter().copied().max().unwrap_or(0).max(1);
+        // Widths padded to the model's length multiple: GPU micro-batches then share shapes.
+        let t = model.padded_len(longest, longest_prompt);
+        let (prompt_tokens, width, layout) = model.left_pad(prompts, pad_token_id, t);
+        let total = width + t;
+        if total > model.config.max_position_embeddings {
+            return Err(Error::InvalidArgument(format!(
+                "{total} positions exceed the model's {}",
+                model.config.max_position_embeddings
+            )));
+        }
+        let mut tokens = Vec::with_capacity(b * total);
+        let mut targets = Vec::with_capacity(b * t);
+        let mut mask = Vec::with_capacity(b * t);
+        for (row, completion) in completions.iter().enumerate() {
+            tokens.extend(prompt_tokens[row * width..(row + 1) * width].iter().map(|&x| i64::from(x)));
+            for j in 0..t {
+                let tok = completion.get(j).copied();
+                tokens.push(i64::from(tok.unwrap_or(pad_token_id)));
+                targets.push(i64::from(tok.unwrap_or(pad_token_id)));
+                mask.push(if tok.is_some() { 1.0f32 } else { 0.0 });
+            }
+        }
+        Ok(Self {
+            tokens: Tensor::<2, Int>::from_data(TensorData::new(tokens, [b, total]), device),
+            layout,
+            width,
+            completion_width: t,
+            targets: Tensor::<3, Int>::from_data(TensorData::new(targets, [b, t, 1]), device),
+            mask: Tensor::<2>::from_data(TensorData::new(mask, [b, t]), device),
+            lengths,
+        })
+    }
+
+    /// The completions' log-probabilities under `softmax(logits / temperature)` from the
+    /// final-normed hidden states `hidden` `[B, W + T, H]` of [`CompletionBatch::tokens`].
+    pub fn logprobs(&self, model: &CausalLm, hidden: Tensor<3>, temperature: f64) -> Result<CompletionLogprobs> {
+        if !(temperature > 0.0 && temperature.is_finite()) {
+            return Err(Error::InvalidArgument(format!("temperature must be positive, found {temperature}")));
+        }
+        let [b, _, h] = hidden.dims();
+        let t = self.completion_width;
+        // Position width-1+j predicts completion token j.
+        let predicting = hidden.narrow(1, self.width - 1, t).reshape([b, t, h]);
+        // The f32 logits `[B, T, V]` of a long completion exceed what one GPU buffer may hold (4 ×
+        // 1023 × 151,936 floats = 2.5 GB; Vulkan refuses single buffers above ~2 GB): the
+        // log-probabilities are taken over chunks of positions whose logits stay within
+        // the model's `chunk_bytes` (one chunk for short completions).
+        let per_position = b * model.config.vocab_size * 4;
+        let chunk = (model.chunk_bytes / per_position.max(1)).clamp(1, t);
+        let logprobs = target_logprobs(model, predicting, self.targets.clone(), temperature, chunk);
+        let mask = self.mask.clone().cast(logprobs.dtype());
+        let logprobs = logprobs * mask.clone();
+        Ok(CompletionLogprobs { logprobs, mask, lengths: self.lengths.clone() })
+    }
+}
+
 /// Log-probabilities of `completions[i]` after `prompts[i]` under the temperature-scaled
 /// distribution `softmax(logits / temperature)` (the reference's loss uses the sampling
 /// temperature, §2.9).
@@ -53,62 +147,9 @@ pub fn completion_logprobs(
     pad_token_id: u32,
     temperature: f64,
 ) -> Result<CompletionLogprobs> {
-    if !(temperature > 0.0 && temperature.is_finite()) {
-        return Err(Error::InvalidArgument(format!("temperature must be positive, found {temperature}")));
-    }
-    if prompts.len() != completions.len() || prompts.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "expected as many prompts as completions (at least one), found {} and {}",
-            prompts.len(),
-            completions.len()
-        )));
-    }
-    if prompts.iter().any(Vec::is_empty) {
-        return Err(Error::InvalidArgument("every prompt needs at least one token".into()));
-    }
-    let device = &model.device;
-    let b = prompts.len();
-    let lengths: Vec<usize> = completions.iter().map(Vec::len).collect();
-    let longest_prompt = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let longest = lengths.iter().copied().max().unwrap_or(0).max(1);
-    // Widths padded to the model's length multiple: GPU micro-batches then share shapes.
-    let t = model.padded_len(longest, longest_prompt);
-    let (prompt_tokens, width, layout) = model.left_pad(prompts, pad_token_id, t);
-    let total = width + t;
-    if total > model.config.max_position_embeddings {
-        return Err(Error::InvalidArgument(format!(
-            "{total} positions exceed the model's {}",
-            model.config.max_position_embeddings
-        )));
-    }
-    let mut tokens = Vec::with_capacity(b * total);
-    let mut targets = Vec::with_capacity(b * t);
-    let mut mask = Vec::with_capacity(b * t);
-    for (row, completion) in completions.iter().enumerate() {
-        tokens.extend(prompt_tokens[row * width..(row + 1) * width].iter().map(|&x| i64::from(x)));
-        for j in 0..t {
-            let tok = completion.get(j).copied();
-            tokens.push(i64::from(tok.unwrap_or(pad_token_id)));
-            targets.push(i64::from(tok.unwrap_or(pad_token_id)));
-            mask.push(if tok.is_some() { 1.0f32 } else { 0.0 });
-        }
-    }
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(tokens, [b, total]), device);
-    let out = model.forward(tokens, &layout, None, steering, interventions)?;
-    let [_, _, h] = out.hidden.dims();
-    // Position width-1+j predicts completion token j.
-    let predicting = out.hidden.narrow(1, width - 1, t).reshape([b, t, h]);
-    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [b, t, 1]), device);
-    // The f32 logits `[B, T, V]` of a long completion exceed what one GPU buffer may hold (4 ×
-    // 1023 × 151,936 floats = 2.5 GB; Vulkan refuses single buffers above ~2 GB): the
-    // log-probabilities are taken over chunks of positions whose logits stay within
-    // the model's `chunk_bytes` (one chunk for short completions).
-    let per_position = b * model.config.vocab_size * 4;
-    let chunk = (model.chunk_bytes / per_position.max(1)).clamp(1, t);
-    let logprobs = target_logprobs(model, predicting, targets, temperature, chunk);
-    let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, t]), device).cast(logprobs.dtype());
-    let logprobs = logprobs * mask.clone();
-    Ok(CompletionLogprobs { logprobs, mask, lengths })
+    let batch = CompletionBatch::new(model, prompts, completions, pad_token_id)?;
+    let out = model.forward(batch.tokens.clone(), &batch.layout, None, steering, interventions)?;
+    batch.logprobs(model, out.hidden, temperature)
 }
 
 #[cfg(test)]

@@ -3,4 +3,4 @@
 
 pub mod logprobs;
 
-pub use logprobs::{CompletionLogprobs, completion_logprobs};
+pub use logprobs::{CompletionBatch, CompletionLogprobs, completion_logprobs};

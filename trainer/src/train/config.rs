@@ -111,6 +111,10 @@ fn default_output_dir() -> PathBuf {
 fn default_mean_baseline_coef() -> f64 {
     0.1
 }
+fn default_true() -> bool {
+    true
+}
+
 fn default_one() -> f64 {
     1.0
 }
@@ -243,6 +247,11 @@ pub struct TrainConfig {
     /// Most sequences decoded together during rollouts.
     #[serde(default = "default_rollout_batch")]
     pub rollout_batch_size: usize,
+    /// Recompute one decoder layer at a time in the backward pass instead of keeping every
+    /// layer's activations: one more forward pass, the activation memory of one layer instead of
+    /// all (steering, steering_rank, at-place and LoRA; full fine-tuning keeps the whole graph).
+    #[serde(default = "default_true")]
+    pub recompute_layers: bool,
 }
 
 /// Reads a YAML config and applies `key=value` overrides (values are YAML scalars).

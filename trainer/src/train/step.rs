@@ -22,7 +22,8 @@ use crate::model::weights::WeightMap;
 use crate::model::ModelTokenizer;
 use crate::parallel::{self, Collective};
 use crate::reward::{self, AnswerFormat};
-use crate::rl::completion_logprobs;
+use crate::model::recompute;
+use crate::rl::{CompletionBatch, CompletionLogprobs, completion_logprobs};
 use crate::rollout::{self, Completion, GenerationRequest, SamplingParams};
 use crate::train::advantage::{self, RunningBaseline};
 use crate::train::config::{KlType, TrainConfig};
@@ -99,6 +100,10 @@ pub struct LossSettings {
     pub kl: Option<(KlType, f64)>,
     /// The step's completion-token count `N_tok` (the loss's denominator).
     pub num_tokens: usize,
+    /// Compute the gradient recomputing one decoder layer at a time
+    /// ([`model::recompute`](crate::model::recompute)): the memory of one layer's activations
+    /// instead of all, for one more forward pass. Full fine-tuning always keeps the whole graph.
+    pub recompute_layers: bool,
 }
 
 /// The loss of one micro-batch, `Σ_i (−A_i Σ_t log π(y_t) + β·KL_i) / N_tok` (a one-element
@@ -108,6 +113,11 @@ pub fn micro_batch_loss(policy: &Policy, params: &WeightMap, batch: &LossBatch, 
     let model = policy.model(params)?;
     let steering = policy.steering(params)?;
     let out = completion_logprobs(&model, &steering, &[], &batch.prompts, &batch.completions, settings.pad_token_id, settings.temperature)?;
+    objective(policy, out, batch, settings)
+}
+
+/// The loss of [`micro_batch_loss`] from the policy's log-probabilities `out`, and the summed KL.
+fn objective(policy: &Policy, out: CompletionLogprobs, batch: &LossBatch, settings: &LossSettings) -> Result<(Tensor<1>, f64)> {
     let b = batch.prompts.len();
     let dtype = out.logprobs.dtype();
     let a = Tensor::<1>::from_data(TensorData::new(batch.advantages.clone(), [b]), &policy.base.device).cast(dtype);
@@ -131,10 +141,43 @@ pub fn micro_batch_loss(policy: &Policy, params: &WeightMap, batch: &LossBatch, 
     Ok((loss.sum().div_scalar(settings.num_tokens.max(1) as f64), kl_sum))
 }
 
-/// The gradients of `loss` with respect to the tracked parameters (zero for a parameter the loss
-/// does not reach).
-pub fn gradients(loss: Tensor<1>, tracked: &WeightMap) -> WeightMap {
-    tracked.gradients(&loss.backward())
+/// A micro-batch's loss and its gradient.
+#[derive(Debug)]
+pub struct MicroBatchGradient {
+    /// The loss (one element, without autodiff).
+    pub loss: Tensor<1>,
+    /// The gradient of every trainable parameter (zero for one the loss does not reach).
+    pub grads: WeightMap,
+    /// The batch's summed KL (0 without KL).
+    pub kl: f64,
+}
+
+/// The loss of [`micro_batch_loss`] at the policy's parameters and its gradient with respect to
+/// them: through the whole graph, or with `settings.recompute_layers` one layer at a time.
+pub fn micro_batch_gradient(policy: &Policy, batch: &LossBatch, settings: &LossSettings) -> Result<MicroBatchGradient> {
+    let tracked = policy.tracked();
+    if !settings.recompute_layers || policy.setup.trains_weights() {
+        let (loss, kl) = micro_batch_loss(policy, &tracked, batch, settings)?;
+        let grads = tracked.gradients(&loss.backward());
+        return Ok(MicroBatchGradient { loss: loss.inner(), grads, kl });
+    }
+    let model = &policy.base;
+    let completions = CompletionBatch::new(model, &batch.prompts, &batch.completions, settings.pad_token_id)?;
+    let mut kl = 0.0;
+    let (grads, loss) = recompute::steering_gradients(
+        model,
+        completions.tokens.clone(),
+        &completions.layout,
+        &policy.steering(&policy.params)?,
+        &policy.steering(&tracked)?,
+        |hidden| {
+            let out = completions.logprobs(model, hidden, settings.temperature)?;
+            let (loss, batch_kl) = objective(policy, out, batch, settings)?;
+            kl = batch_kl;
+            Ok(loss)
+        },
+    )?;
+    Ok(MicroBatchGradient { loss, grads: tracked.gradients(&grads), kl })
 }
 
 /// KL of each sequence from per-token log-probabilities `logp`, `ref_logp` and `mask` `[B, T]`.
@@ -300,11 +343,10 @@ fn worker_gradient(
             completions: chunk.iter().map(|&i| completions[i].tokens.clone()).collect(),
             advantages: chunk.iter().map(|&i| advantages[i]).collect(),
         };
-        let tracked = policy.tracked();
-        let (loss, kl) = micro_batch_loss(policy, &tracked, &batch, settings)?;
-        out.loss += f64::from(crate::device::host_f32(loss.clone(), "loss")?[0]);
-        out.kl += kl;
-        out.grads = Some(accumulate(out.grads.take(), gradients(loss, &tracked)));
+        let micro = micro_batch_gradient(policy, &batch, settings)?;
+        out.loss += f64::from(crate::device::host_f32(micro.loss, "loss")?[0]);
+        out.kl += micro.kl;
+        out.grads = Some(accumulate(out.grads.take(), micro.grads));
         progress.inc(chunk.len() as u64);
     }
     // The last backward pass is still queued: wait for it, so that the step's phase times say
@@ -416,6 +458,7 @@ pub fn train_step(
         temperature: c.generation_temperature,
         kl: use_kl.then_some((c.kl_type, c.kl_coef)),
         num_tokens: n_tok,
+        recompute_layers: c.recompute_layers,
     };
     let results = {
         let rollouts = &rollouts;
