@@ -118,14 +118,16 @@ pub fn steering_gradients(
     let mut upstream = last.grad(&grads).ok_or_else(|| Error::Backend("the loss does not depend on the hidden states".into()))?;
     let loss = loss.inner();
     let tracked_plan = model.plan(tracked, &[])?;
+    // Below the first steered layer nothing has a gradient: the backward pass stops there.
+    let first = (0..layers).find(|&l| pass.plan.steers(l)).unwrap_or(layers);
     let mut terms = Vec::new();
-    for (l, input) in inputs.into_iter().enumerate().rev() {
-        let input = leaf(&input);
+    for (l, input) in inputs.into_iter().enumerate().skip(first).rev() {
+        let input = if l > first { leaf(&input) } else { input };
         let leaves = LayerLeaves::take(&mut pass.plan, l);
         let output = model.layer(l, input.clone(), &pass, None);
         let grads = (output * upstream).sum().backward();
         terms.extend(leaves.pulled_back(&grads, &tracked_plan));
-        if l == 0 {
+        if l == first {
             break;
         }
         upstream = input.grad(&grads).ok_or_else(|| Error::Backend(format!("no gradient reached the input of layer {l}")))?;

@@ -296,6 +296,13 @@ pub(super) struct Plan {
     record: bool,
 }
 
+impl Plan {
+    /// Whether layer `l` reads a steering tensor (its vector, an at-place vector, a LoRA adapter).
+    pub(super) fn steers(&self, l: usize) -> bool {
+        self.after_mlp[l].is_some() || self.lora[l].is_some() || self.at_place.keys().any(|p| p.layer == l)
+    }
+}
+
 /// What every layer of one forward pass shares: the rotary tables of its positions
 /// `[B, 1, S, hd]`, its attention mask `[B, 1, S, T]` and its resolved steering.
 pub(super) struct Pass {
