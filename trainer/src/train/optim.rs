@@ -63,21 +63,62 @@ impl AdamW {
         let bias1 = 1.0 - self.beta1.powi(t);
         let bias2 = 1.0 - self.beta2.powi(t);
         let mut out = WeightMap::default();
-        for (name, p) in &params.0 {
-            let g = grads.0[name].flat();
-            let m = state.m.0[name].flat().mul_scalar(self.beta1) + g.clone().mul_scalar(1.0 - self.beta1);
-            let v = state.v.0[name].flat().mul_scalar(self.beta2) + g.square().mul_scalar(1.0 - self.beta2);
-            let mut x = p.flat();
+        for group in groups(params, GROUP_ELEMENTS) {
+            let g = gather(grads, &group);
+            let m = gather(&state.m, &group).mul_scalar(self.beta1) + g.clone().mul_scalar(1.0 - self.beta1);
+            let v = gather(&state.v, &group).mul_scalar(self.beta2) + g.square().mul_scalar(1.0 - self.beta2);
+            let mut x = gather(params, &group);
             if self.weight_decay != 0.0 {
                 x = x.mul_scalar(1.0 - lr * self.weight_decay);
             }
             let denom = v.clone().sqrt().div_scalar(bias2.sqrt()).add_scalar(self.eps);
             x = x - (m.clone() / denom).mul_scalar(lr / bias1);
-            state.m.0.insert(name.clone(), p.with_flat(m));
-            state.v.0.insert(name.clone(), p.with_flat(v));
-            out.0.insert(name.clone(), p.with_flat(x));
+            scatter(&mut state.m, params, &group, m);
+            scatter(&mut state.v, params, &group, v);
+            scatter(&mut out, params, &group, x);
         }
         Ok(out)
+    }
+}
+
+/// Most elements concatenated into one group of [`groups`] (64 MiB of f32).
+const GROUP_ELEMENTS: usize = 1 << 24;
+
+/// The names of `params` in groups of at most `limit` elements whose tensors are updated as one concatenated vector: on a GPU
+/// every element-wise operation on a tensor is a launch with host-side cost, so the 28 steering
+/// vectors of a model take a few launches instead of a dozen each. A tensor larger than half the
+/// limit is usually a group of its own (no copy of large weights).
+fn groups(params: &WeightMap, limit: usize) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut size = 0;
+    for (name, w) in &params.0 {
+        let n = w.numel();
+        match out.last_mut() {
+            Some(group) if size + n <= limit => group.push(name.clone()),
+            _ => {
+                out.push(vec![name.clone()]);
+                size = 0;
+            }
+        }
+        size += n;
+    }
+    out
+}
+
+/// The flat values `[Σ numel]` of the tensors `names` of `map`, concatenated in order.
+fn gather(map: &WeightMap, names: &[String]) -> Tensor<1> {
+    let mut flats: Vec<Tensor<1>> = names.iter().map(|name| map.0[name].flat()).collect();
+    if flats.len() == 1 { flats.remove(0) } else { Tensor::cat(flats, 0) }
+}
+
+/// Splits `flat` (a [`gather`] of `names`) back into tensors shaped like those of `like`, into `out`.
+fn scatter(out: &mut WeightMap, like: &WeightMap, names: &[String], flat: Tensor<1>) {
+    let mut offset = 0;
+    for name in names {
+        let w = &like.0[name];
+        let n = w.numel();
+        out.0.insert(name.clone(), w.with_flat(flat.clone().narrow(0, offset, n)));
+        offset += n;
     }
 }
 
@@ -92,7 +133,7 @@ fn check_same_names(params: &WeightMap, other: &WeightMap, what: &str) -> Result
 
 /// The global L2 norm of all gradients (one host read).
 pub fn global_norm(grads: &WeightMap) -> Result<f64> {
-    let squares: Vec<Tensor<1>> = grads.0.values().map(|g| g.flat().square().sum()).collect();
+    let squares: Vec<Tensor<1>> = groups(grads, GROUP_ELEMENTS).iter().map(|group| gather(grads, group).square().sum()).collect();
     if squares.is_empty() {
         return Ok(0.0);
     }
@@ -106,7 +147,14 @@ pub fn global_norm(grads: &WeightMap) -> Result<f64> {
 pub fn clip_grad_norm(grads: WeightMap, max_norm: f64) -> Result<(WeightMap, f64)> {
     let norm = global_norm(&grads)?;
     let coef = max_norm / (norm + 1e-6);
-    Ok(if coef < 1.0 { (grads.map_flat(|_, g| g.mul_scalar(coef)), norm) } else { (grads, norm) })
+    if coef >= 1.0 {
+        return Ok((grads, norm));
+    }
+    let mut clipped = WeightMap::default();
+    for group in groups(&grads, GROUP_ELEMENTS) {
+        scatter(&mut clipped, &grads, &group, gather(&grads, &group).mul_scalar(coef));
+    }
+    Ok((clipped, norm))
 }
 
 /// Hugging Face's `constant_with_warmup` schedule: the learning rate of optimizer step `step`
@@ -170,6 +218,50 @@ mod tests {
             assert!((got - want).abs() < 1e-6, "element {i}: {got} vs {want}");
         }
         assert_eq!(state.step, 3);
+    }
+
+    #[test]
+    fn adamw_updates_tensors_of_a_group_as_it_updates_each_alone() {
+        let device = Device::flex();
+        let named = |a: [f32; 3], b: [f32; 4]| {
+            WeightMap(BTreeMap::from([
+                ("a".to_owned(), Weight::Vector(Tensor::from_data(TensorData::new(a.to_vec(), [3]), &device))),
+                ("b".to_owned(), Weight::Matrix(Tensor::from_data(TensorData::new(b.to_vec(), [2, 2]), &device))),
+            ]))
+        };
+        let start = ([1.0, -0.5, 0.0], [0.25, 2.0, -1.0, 0.5]);
+        let grads = [([0.5f32, -2.0, 1e-3], [1.0f32, -1.0, 0.25, 3.0]), ([0.25, 1.0, -1e-3], [-0.5, 0.5, 2.0, -0.125])];
+        let mut params = named(start.0, start.1);
+        let mut state = AdamWState::new(&params);
+        for (a, b) in &grads {
+            params = AdamW::default().step(&params, &named(*a, *b), &mut state, 0.01).unwrap();
+        }
+        assert_eq!(params.0["b"].dims(), vec![2, 2], "shapes are kept");
+        let values = |name: &str| -> Vec<f64> { params.0[name].flat().into_data().iter::<f32>().map(f64::from).collect() };
+        for (i, got) in values("a").into_iter().enumerate() {
+            let want = reference(f64::from(start.0[i]), &grads.map(|g| f64::from(g.0[i])), 0.01, 0.0);
+            assert!((got - want).abs() < 1e-6, "a[{i}]: {got} vs {want}");
+        }
+        for (i, got) in values("b").into_iter().enumerate() {
+            let want = reference(f64::from(start.1[i]), &grads.map(|g| f64::from(g.1[i])), 0.01, 0.0);
+            assert!((got - want).abs() < 1e-6, "b[{i}]: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn groups_fill_up_to_their_limit_in_name_order() {
+        let device = Device::flex();
+        let vector = |n: usize| Weight::Vector(Tensor::zeros([n], &device));
+        let params = WeightMap(BTreeMap::from([
+            ("a".to_owned(), vector(3)),
+            ("b".to_owned(), vector(4)),
+            ("c".to_owned(), vector(10)),
+            ("d".to_owned(), vector(2)),
+            ("e".to_owned(), vector(6)),
+        ]));
+        let names = |group: &[&str]| group.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(groups(&params, 8), vec![names(&["a", "b"]), names(&["c"]), names(&["d", "e"])]);
+        assert_eq!(groups(&params, 100), vec![names(&["a", "b", "c", "d", "e"])]);
     }
 
     #[test]
