@@ -36,7 +36,7 @@ stage() { # stage SECONDS FILE COMMAND...
 }
 S15=qwen2.5-math-1.5b S7=qwen2.5-math-7b
 GEN="bench generate --batch 64 --prompt-len 256 --new-tokens 256"
-TRAIN="bench train-step --micro-batch 4 --seq-len 1024 --repeats 2"
+TRAIN="bench train-step --micro-batch 4 --seq-len 1024 --repeats 4"
 stage ${RL_S:-240} rl_step.log $T bench rl-step --shape $S15 --devices ${RL_DEVICES:-all} --prompts 8 --generations 4 \
   --prompt-len 128 --new-tokens 32 --micro-batch 8 --steps 2 $V
 stage ${GEN_S:-100} generate.log $T $GEN --shape $S15 --profile $V

@@ -370,6 +370,8 @@ pub struct TrainStepReport {
     /// Mean seconds of a timed micro-step: forward, loss, backward to the trainable parameters,
     /// global-norm clip and AdamW, synchronised.
     pub micro_step_secs: f64,
+    /// Seconds of each timed micro-step, in order (their spread shows run-to-run variation).
+    pub step_secs: Vec<f64>,
     /// Where a timed micro-step's host time goes (means): device work is queued asynchronously,
     /// so a phase that only records work is host overhead, and the waits show up where the host
     /// reads a result.
@@ -460,8 +462,11 @@ pub fn train_step(bench: &TrainStepBench, device: &Device, dtype: DType) -> Resu
     let first_secs = micro_step()?.total();
     let repeats = bench.repeats.max(1);
     let mut phases = TrainStepPhases::default();
+    let mut step_secs = Vec::with_capacity(repeats);
     for _ in 0..repeats {
-        phases.add(&micro_step()?, 1.0 / repeats as f64);
+        let step = micro_step()?;
+        step_secs.push(step.total());
+        phases.add(&step, 1.0 / repeats as f64);
     }
     let micro_step_secs = phases.total();
     Ok(TrainStepReport {
@@ -470,6 +475,7 @@ pub fn train_step(bench: &TrainStepBench, device: &Device, dtype: DType) -> Resu
         trainable_parameters: policy.num_trainable(),
         first_secs,
         micro_step_secs,
+        step_secs,
         phases,
         tokens_per_sec: (bench.micro_batch * bench.seq_len) as f64 / micro_step_secs,
         device_bytes_reserved: device.memory_pool_usage().map(|u| u.bytes_reserved),
