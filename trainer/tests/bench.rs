@@ -45,6 +45,7 @@ fn train_step_reports_every_setup() {
         assert_eq!(report["trainable_parameters"].as_u64(), Some(trainable), "{report}");
         assert!(positive(&report["micro_step_secs"]) && positive(&report["tokens_per_sec"]), "{report}");
         assert_eq!(report["step_secs"].as_array().map(Vec::len), Some(1), "one time per timed micro-step: {report}");
+        assert_eq!(report["warmup_secs"].as_array().map(Vec::len), Some(2), "two untimed micro-steps: {report}");
         let phases = ["gradient_secs", "clip_secs", "optimizer_secs", "sync_secs"].map(|k| report["phases"][k].as_f64().unwrap_or(-1.0));
         assert!(phases.iter().all(|&p| p >= 0.0), "{report}");
         let sum: f64 = phases.iter().sum();

@@ -76,7 +76,7 @@ pub enum BenchCommand {
         /// Tokens per sequence.
         #[arg(long, default_value_t = 1024)]
         seq_len: usize,
-        /// Timed micro-steps (after one untimed).
+        /// Timed micro-steps (after two untimed).
         #[arg(long, default_value_t = 3)]
         repeats: usize,
         /// Keep every layer's activations for the backward pass instead of recomputing one

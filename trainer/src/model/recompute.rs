@@ -5,8 +5,8 @@
 //! attention scores and probabilities, MLP activations (about 1 GB per layer for 4 × 1024 tokens
 //! at the 1.5B shape). Here the forward pass runs without autodiff and keeps only the residual
 //! stream entering each layer (`L` tensors `[B, S, H]`); the backward pass then rebuilds one
-//! layer's graph at a time, from the last layer to the first, and carries the gradient of the
-//! residual stream down:
+//! layer's graph at a time, from the last layer down to the first one with steering, and carries
+//! the gradient of the residual stream down:
 //!
 //! `g_L = ∂loss/∂x_L` (through the head), `g_l = ∂⟨layer_l(x_l), g_{l+1}⟩ / ∂x_l`.
 //!
@@ -106,10 +106,14 @@ pub fn steering_gradients(
     model.check_pass(&tokens, layout, 0)?;
     let mut pass = model.pass(layout, 0, s, s, steering, &[])?;
     let layers = model.config.num_layers;
-    let mut inputs = Vec::with_capacity(layers);
+    // Below the first steered layer nothing has a gradient: the backward pass stops there.
+    let first = (0..layers).find(|&l| pass.plan.steers(l)).unwrap_or(layers);
+    let mut inputs = Vec::with_capacity(layers - first);
     let mut x = model.embed(tokens);
     for l in 0..layers {
-        inputs.push(x.clone());
+        if l >= first {
+            inputs.push(x.clone());
+        }
         x = model.layer(l, x, &pass, None);
     }
     let last = leaf(&x);
@@ -118,10 +122,8 @@ pub fn steering_gradients(
     let mut upstream = last.grad(&grads).ok_or_else(|| Error::Backend("the loss does not depend on the hidden states".into()))?;
     let loss = loss.inner();
     let tracked_plan = model.plan(tracked, &[])?;
-    // Below the first steered layer nothing has a gradient: the backward pass stops there.
-    let first = (0..layers).find(|&l| pass.plan.steers(l)).unwrap_or(layers);
     let mut terms = Vec::new();
-    for (l, input) in inputs.into_iter().enumerate().skip(first).rev() {
+    for (l, input) in (first..layers).zip(inputs).rev() {
         let input = if l > first { leaf(&input) } else { input };
         let leaves = LayerLeaves::take(&mut pass.plan, l);
         let output = model.layer(l, input.clone(), &pass, None);
@@ -135,5 +137,24 @@ pub fn steering_gradients(
     match terms.into_iter().reduce(|a, b| a + b) {
         Some(total) if total.is_tracked() => Ok((total.backward(), loss)),
         _ => Err(Error::InvalidArgument("layer-wise recomputation needs tracked steering tensors, found none".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{DType, Device, TensorData};
+
+    use super::*;
+
+    #[test]
+    fn recomputation_without_tracked_steering_is_an_error() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2");
+        let model = crate::model::load(&dir, &Device::flex(), DType::F32).expect("fixture");
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(vec![5i64, 6, 7], [1, 3]), &model.device);
+        let layout = BatchLayout { pads: vec![0] };
+        let Err(err) = steering_gradients(&model, tokens, &layout, &Steering::None, &Steering::None, |hidden| Ok(hidden.sum())) else {
+            panic!("nothing to differentiate, yet gradients came back");
+        };
+        assert!(err.to_string().contains("tracked steering"), "{err}");
     }
 }
