@@ -69,67 +69,6 @@ impl Linear {
     }
 }
 
-/// Linear maps of one input computed as one product: the `[out_i, in]` checkpoint weights of the
-/// parts stacked into one `[in, Σ out_i]` matrix (q, k, v; gate, up). One launch instead of
-/// several, and a wider product: k and v alone are only `H_kv · hd` wide, which a GPU runs far
-/// from its peak.
-#[derive(Debug, Clone)]
-pub struct StackedLinear<const N: usize> {
-    /// `[in, Σ out_i]`.
-    stacked: Linear,
-    /// Checkpoint name and output width of each part, in order.
-    parts: [(&'static str, usize); N],
-}
-
-impl<const N: usize> StackedLinear<N> {
-    fn load(
-        w: &impl TensorSource,
-        prefix: &str,
-        parts: [(&'static str, usize); N],
-        input: usize,
-        bias: bool,
-        device: &Device,
-        dtype: DType,
-    ) -> Result<Self> {
-        let mut weights = Vec::with_capacity(N);
-        let mut biases = Vec::with_capacity(N);
-        for (name, out) in parts {
-            let part = Linear::load(w, &format!("{prefix}.{name}"), [out, input], bias, device, dtype)?;
-            weights.push(part.weight);
-            biases.extend(part.bias);
-        }
-        let stacked = Linear {
-            weight: Tensor::cat(weights, 1),
-            bias: bias.then(|| Tensor::cat(biases, 0)),
-        };
-        Ok(Self { stacked, parts })
-    }
-
-    /// `x [.., in]` → one output `[.., out_i]` per part (views of one product).
-    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> [Tensor<D>; N] {
-        let y = self.stacked.forward(x);
-        let mut offset = 0;
-        self.parts.map(|(_, out)| {
-            let part = y.clone().narrow(D - 1, offset, out);
-            offset += out;
-            part
-        })
-    }
-
-    /// Each part's weight `[out_i, in]` (and bias) under `{prefix}.{name}.weight` (`.bias`).
-    fn named_weights(&self, prefix: &str, out: &mut BTreeMap<String, Weight>) {
-        let mut offset = 0;
-        for &(name, width) in &self.parts {
-            let weight = self.stacked.weight.clone().narrow(1, offset, width).transpose();
-            out.insert(format!("{prefix}.{name}.weight"), Weight::Matrix(weight));
-            if let Some(b) = &self.stacked.bias {
-                out.insert(format!("{prefix}.{name}.bias"), Weight::Vector(b.clone().narrow(0, offset, width)));
-            }
-            offset += width;
-        }
-    }
-}
-
 /// `x [.., in] · w [in, out] (+ b [out]) → [.., out]`, computed as one `[N, in] × [in, out]`
 /// product over all `N` leading positions: a batched product with a broadcast weight (`[B, 1, in]`
 /// in a decode step) would be tuned and run as `B` one-row products.
@@ -199,11 +138,12 @@ fn mean_last_dim<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// One decoder layer's weights.
 #[derive(Debug, Clone)]
 pub struct DecoderLayer {
-    /// `q_proj`, `k_proj`, `v_proj`.
-    qkv_proj: StackedLinear<3>,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
     o_proj: Linear,
-    /// `gate_proj`, `up_proj`.
-    gate_up_proj: StackedLinear<2>,
+    gate_proj: Linear,
+    up_proj: Linear,
     down_proj: Linear,
     /// Pre-norm models: before attention. Absent for OLMo2.
     input_layernorm: Option<RmsNorm>,
@@ -412,20 +352,14 @@ impl CausalLm {
         for l in 0..c.num_layers {
             let p = format!("model.layers.{l}");
             let lin = |name: &str, shape, bias| Linear::load(weights, &format!("{p}.{name}"), shape, bias, device, dtype);
-            let prefix = |module: &str| format!("{p}.{module}");
             let norm = |name: &str, dim| RmsNorm::load(weights, &format!("{p}.{name}.weight"), dim, c.rms_norm_eps, device);
             layers.push(DecoderLayer {
-                qkv_proj: StackedLinear::load(
-                    weights,
-                    &prefix("self_attn"),
-                    [("q_proj", q_dim), ("k_proj", kv_dim), ("v_proj", kv_dim)],
-                    h,
-                    c.qkv_bias,
-                    device,
-                    dtype,
-                )?,
+                q_proj: lin("self_attn.q_proj", [q_dim, h], c.qkv_bias)?,
+                k_proj: lin("self_attn.k_proj", [kv_dim, h], c.qkv_bias)?,
+                v_proj: lin("self_attn.v_proj", [kv_dim, h], c.qkv_bias)?,
                 o_proj: lin("self_attn.o_proj", [h, q_dim], c.o_bias)?,
-                gate_up_proj: StackedLinear::load(weights, &prefix("mlp"), [("gate_proj", i), ("up_proj", i)], h, c.mlp_bias, device, dtype)?,
+                gate_proj: lin("mlp.gate_proj", [i, h], c.mlp_bias)?,
+                up_proj: lin("mlp.up_proj", [i, h], c.mlp_bias)?,
                 down_proj: lin("mlp.down_proj", [h, i], c.mlp_bias)?,
                 input_layernorm: if olmo { None } else { Some(norm("input_layernorm", h)?) },
                 post_attention_layernorm: norm("post_attention_layernorm", h)?,
@@ -466,9 +400,15 @@ impl CausalLm {
         }
         for (l, layer) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{l}");
-            layer.qkv_proj.named_weights(&format!("{p}.self_attn"), &mut out);
-            layer.gate_up_proj.named_weights(&format!("{p}.mlp"), &mut out);
-            for (name, lin) in [("self_attn.o_proj", &layer.o_proj), ("mlp.down_proj", &layer.down_proj)] {
+            for (name, lin) in [
+                ("self_attn.q_proj", &layer.q_proj),
+                ("self_attn.k_proj", &layer.k_proj),
+                ("self_attn.v_proj", &layer.v_proj),
+                ("self_attn.o_proj", &layer.o_proj),
+                ("mlp.gate_proj", &layer.gate_proj),
+                ("mlp.up_proj", &layer.up_proj),
+                ("mlp.down_proj", &layer.down_proj),
+            ] {
                 out.insert(format!("{p}.{name}.weight"), Weight::Matrix(lin.weight.clone().transpose()));
                 if let Some(b) = &lin.bias {
                     out.insert(format!("{p}.{name}.bias"), Weight::Vector(b.clone()));
@@ -751,11 +691,13 @@ impl CausalLm {
 
     /// q `[B,S,H_q·hd]`, k and v `[B,S,H_kv·hd]` (after OLMo2's q/k norms, before RoPE).
     fn qkv(&self, layer: &DecoderLayer, x: Tensor<3>) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
-        let [q, k, v] = layer.qkv_proj.forward(x);
-        match (&layer.q_norm, &layer.k_norm) {
-            (Some(qn), Some(kn)) => (qn.forward(q), kn.forward(k), v),
-            _ => (q, k, v),
+        let mut q = layer.q_proj.forward(x.clone());
+        let mut k = layer.k_proj.forward(x.clone());
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+            q = qn.forward(q);
+            k = kn.forward(k);
         }
+        (q, k, layer.v_proj.forward(x))
     }
 
     /// Takes each head of q, k, v from the vanilla or the steered projections, as `patch` says.
@@ -843,8 +785,7 @@ impl CausalLm {
 
     /// `down_proj(z) + (z·A)·B + vector` with `z = silu(gate_proj(x)) * up_proj(x)`.
     fn mlp(&self, layer: &DecoderLayer, x: Tensor<3>, vector: Option<&Tensor<1>>, lora: Option<&LoraPair>) -> Tensor<3> {
-        let [gate, up] = layer.gate_up_proj.forward(x);
-        let gated = silu(gate) * up;
+        let gated = silu(layer.gate_proj.forward(x.clone())) * layer.up_proj.forward(x);
         let out = match lora {
             Some(LoraPair { a, b }) => {
                 let delta = linear_rows(linear_rows(gated.clone(), a.clone().cast(self.dtype), None), b.clone().cast(self.dtype), None);
