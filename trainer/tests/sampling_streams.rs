@@ -41,3 +41,36 @@ fn keyed_sampling_does_not_depend_on_batching() {
     let bad = GenerationRequest { prompt_keys: Some(vec![1]), ..request(prompts, vec![], 64) };
     assert!(generate(&lm, &Steering::None, &[], &bad, &ProgressBar::hidden()).is_err());
 }
+
+#[test]
+fn rows_that_finish_early_shrink_the_batch_without_changing_any_completion() {
+    let lm = model::load(&fixture("qwen2"), &common::device(), DType::F32).expect("fixture");
+    let prompts = Reference::load("qwen2").ids("prompt_ids");
+    let keys: Vec<u64> = (0..prompts.len() as u64).collect();
+    // Budgets from 1 to 14 tokens: rows finish at different steps and the batch halves.
+    let budgets: Vec<usize> = (0..prompts.len()).map(|i| 1 + (5 * i) % 14).collect();
+    let request = |prompts: Vec<Vec<u32>>, keys: Vec<u64>, budgets: Vec<usize>| GenerationRequest {
+        max_new_tokens: budgets,
+        prompts,
+        samples_per_prompt: 4,
+        sampling: SamplingParams { temperature: 1.0, seed: 9, ..SamplingParams::default() },
+        stop_token_ids: Vec::new(),
+        pad_token_id: 0,
+        max_batch_rows: 64,
+        prompt_keys: Some(keys),
+    };
+    let together = generate(&lm, &Steering::None, &[], &request(prompts.clone(), keys.clone(), budgets.clone()), &ProgressBar::hidden())
+        .expect("generate");
+    let rows = 4 * prompts.len();
+    let steps = together.stats.decode_steps;
+    assert_eq!(steps, budgets.iter().max().unwrap() - 1, "one decode step per token after the first");
+    assert!(together.stats.decoded_rows < rows * steps, "the batch shrank: {} rows decoded in {steps} steps of {rows}", together.stats.decoded_rows);
+    for (i, prompt) in prompts.iter().enumerate() {
+        let alone = generate(&lm, &Steering::None, &[], &request(vec![prompt.clone()], vec![keys[i]], vec![budgets[i]]), &ProgressBar::hidden())
+            .expect("generate one");
+        let batched: Vec<&Vec<u32>> = together.completions.iter().filter(|c| c.prompt_index == i).map(|c| &c.tokens).collect();
+        let single: Vec<&Vec<u32>> = alone.completions.iter().map(|c| &c.tokens).collect();
+        assert_eq!(batched, single, "prompt {i} (budget {})", budgets[i]);
+        assert!(batched.iter().all(|t| t.len() == budgets[i]));
+    }
+}

@@ -117,6 +117,7 @@ pub fn run(args: &GenerateArgs, quiet: bool) -> anyhow::Result<()> {
         secs = start.elapsed().as_secs_f64(),
         prefill_secs = stats.prefill_secs,
         decode_steps = stats.decode_steps,
+        decoded_rows = stats.decoded_rows,
         "generation done"
     );
     for c in &generation.completions {

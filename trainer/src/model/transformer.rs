@@ -202,6 +202,16 @@ impl KvCache {
         self.len == 0
     }
 
+    /// Keeps the batch rows `rows` (in that order) and drops the others.
+    pub fn retain_rows(&mut self, rows: &[usize], device: &Device) {
+        let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [rows.len()]), device);
+        for (k, v) in &mut self.layers {
+            k.inplace(|k| k.select(0, index.clone()));
+            v.inplace(|v| v.select(0, index.clone()));
+        }
+    }
+
     /// Stores `k`, `v` `[B, H_kv, S, hd]` at positions `len..len+S` of layer `l` and returns the
     /// attended keys and values `[B, H_kv, attended(len+S), hd]`.
     fn append(&mut self, l: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {

@@ -1,6 +1,10 @@
 //! Batched generation with a KV cache: prompts of different lengths are left-padded into one
 //! batch, the prefix is run once (prefill), then one token per step is decoded for every row;
-//! rows stop at a stop token or at their own token budget.
+//! rows stop at a stop token or at their own token budget. Once at most half of a batch's rows
+//! are still generating, the batch is halved (the live rows' KV cache kept, finished rows filling
+//! up the rest), so a long tail of one or two rows does not cost a full batch per step; halving
+//! keeps the number of distinct batch shapes, each of which costs a GPU process host-side
+//! planning, to a handful.
 
 pub mod sampling;
 
@@ -8,7 +12,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use indicatif::ProgressBar;
 
 use crate::error::{Error, Result};
-use crate::model::CausalLm;
+use crate::model::{BatchLayout, CausalLm};
 use crate::steering::Steering;
 use crate::steering::intervention::Intervention;
 pub use sampling::SamplingParams;
@@ -61,6 +65,9 @@ pub struct GenerationStats {
     pub decode_secs: f64,
     /// Number of decode steps (summed over batches).
     pub decode_steps: usize,
+    /// Rows computed in decode steps, generating or finished (summed over steps): what the
+    /// decode steps cost, against `generated_tokens`.
+    pub decoded_rows: usize,
     /// Tokens generated (summed over rows).
     pub generated_tokens: usize,
 }
@@ -70,6 +77,7 @@ impl GenerationStats {
         self.prefill_secs += other.prefill_secs;
         self.decode_secs += other.decode_secs;
         self.decode_steps += other.decode_steps;
+        self.decoded_rows += other.decoded_rows;
         self.generated_tokens += other.generated_tokens;
     }
 }
@@ -160,29 +168,34 @@ fn generate_chunk(
         })
         .collect();
     let mut active: Vec<bool> = budgets.iter().map(|&n| n > 0).collect();
+    // `slots[r]`: the completion that batch row `r` decodes.
+    let mut slots: Vec<usize> = (0..b).collect();
+    let mut layout = layout;
     let mut input = to_int(tokens, [b, width], device);
     let mut step_width = width;
     while active.iter().any(|&a| a) {
         let step_start = std::time::Instant::now();
+        let rows_now = slots.len();
         let out = model.forward(input, &layout, Some(&mut cache), steering, interventions)?;
         let [_, _, h] = out.hidden.dims();
-        let last = out.hidden.narrow(1, step_width - 1, 1).reshape([b, 1, h]);
-        let logits = model.logits(last).reshape([b, model.config.vocab_size]);
-        let uniforms = sampling::next_uniforms(&mut streams);
+        let last = out.hidden.narrow(1, step_width - 1, 1).reshape([rows_now, 1, h]);
+        let logits = model.logits(last).reshape([rows_now, model.config.vocab_size]);
+        let uniforms: Vec<f32> = slots.iter().map(|&c| sampling::next_uniform(&mut streams[c])).collect();
         let (ids, lps) = sampling::sample(logits, &request.sampling, &uniforms, device)?;
         let mut generated = 0;
-        for (r, c) in completions.iter_mut().enumerate() {
-            if !active[r] {
+        for (r, &c) in slots.iter().enumerate() {
+            if !active[c] {
                 continue;
             }
-            c.tokens.push(ids[r]);
-            c.logprobs.push(lps[r]);
+            let completion = &mut completions[c];
+            completion.tokens.push(ids[r]);
+            completion.logprobs.push(lps[r]);
             generated += 1;
             if request.stop_token_ids.contains(&ids[r]) {
-                c.stopped = true;
-                active[r] = false;
-            } else if c.tokens.len() >= budgets[r] {
-                active[r] = false;
+                completion.stopped = true;
+                active[c] = false;
+            } else if completion.tokens.len() >= budgets[c] {
+                active[c] = false;
             }
         }
         progress.inc(generated as u64);
@@ -191,21 +204,67 @@ fn generate_chunk(
         if step_width == 1 {
             stats.decode_secs += secs;
             stats.decode_steps += 1;
+            stats.decoded_rows += rows_now;
         } else {
             stats.prefill_secs += secs;
         }
-        let next: Vec<u32> = ids
-            .iter()
-            .zip(&active)
-            .map(|(&id, &a)| if a { id } else { request.pad_token_id })
-            .collect();
-        input = to_int(next, [b, 1], device);
+        let mut next: Vec<u32> = slots.iter().zip(&ids).map(|(&c, &id)| if active[c] { id } else { request.pad_token_id }).collect();
+        if let Some(keep) = halved_rows(&slots, &active) {
+            cache.retain_rows(&keep, device);
+            layout = BatchLayout { pads: keep.iter().map(|&r| layout.pads[r]).collect() };
+            slots = keep.iter().map(|&r| slots[r]).collect();
+            next = keep.iter().map(|&r| next[r]).collect();
+        }
+        input = to_int(next, [slots.len(), 1], device);
         step_width = 1;
     }
     Ok(Generation { completions, stats })
 }
 
+/// The batch rows to keep when at most half of the rows in `slots` are still `active` (by
+/// completion): the live rows, then finished ones up to the smallest halving of the batch that
+/// holds them. `None` while more than half are live (or none are).
+fn halved_rows(slots: &[usize], active: &[bool]) -> Option<Vec<usize>> {
+    let (live, finished): (Vec<usize>, Vec<usize>) = (0..slots.len()).partition(|&r| active[slots[r]]);
+    if live.is_empty() || live.len() * 2 > slots.len() {
+        return None;
+    }
+    let mut target = slots.len();
+    while target / 2 >= live.len() {
+        target /= 2;
+    }
+    let filler = target - live.len();
+    Some(live.into_iter().chain(finished.into_iter().take(filler)).collect())
+}
+
 fn to_int(values: Vec<u32>, shape: [usize; 2], device: &burn::tensor::Device) -> Tensor<2, Int> {
     let data: Vec<i64> = values.into_iter().map(i64::from).collect();
     Tensor::from_data(TensorData::new(data, shape), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_batch_halves_once_half_its_rows_are_done_keeping_the_live_rows_first() {
+        let slots: Vec<usize> = (10..18).collect();
+        let mut active = vec![false; 18];
+        for c in [10, 13, 15, 16, 17] {
+            active[c] = true;
+        }
+        assert_eq!(halved_rows(&slots, &active), None, "5 of 8 rows live");
+        active[16] = false;
+        active[17] = false;
+        assert_eq!(halved_rows(&slots, &active), Some(vec![0, 3, 5, 1]), "3 live rows and one finished in a batch of 4");
+        active[13] = false;
+        assert_eq!(halved_rows(&slots, &active), Some(vec![0, 5]), "2 live rows: a batch of 2");
+        active[15] = false;
+        assert_eq!(halved_rows(&slots, &active), Some(vec![0]));
+        active[10] = false;
+        assert_eq!(halved_rows(&slots, &active), None, "nothing live");
+        let mut odd = vec![false; 10];
+        odd[7] = true;
+        assert_eq!(halved_rows(&[4, 7, 9], &odd), Some(vec![1]), "odd batches halve by integer division");
+    }
 }

@@ -195,9 +195,9 @@ fn inverse_cdf(weights: Tensor<2>, u: Tensor<2>) -> Tensor<2, Int> {
     (block.mul_scalar(SCAN_BLOCK as i64) + column).clamp_max((v - 1) as i64)
 }
 
-/// Draws the next uniform number of each row's stream.
-pub fn next_uniforms(streams: &mut [ChaCha8Rng]) -> Vec<f32> {
-    streams.iter_mut().map(|r| r.random::<f32>()).collect()
+/// Draws the next uniform number of a row's stream (one per sampled token).
+pub fn next_uniform(stream: &mut ChaCha8Rng) -> f32 {
+    stream.random::<f32>()
 }
 
 #[cfg(test)]
