@@ -111,7 +111,7 @@ pub struct GenerateBench {
     pub batch: usize,
     /// Tokens per prompt.
     pub prompt_len: usize,
-    /// New tokens per prompt (no stop token, so every row runs to the budget).
+    /// New tokens per prompt (no stop token, so every row runs to its budget).
     pub new_tokens: usize,
     /// Sampling temperature (0 = greedy).
     pub temperature: f32,
@@ -119,6 +119,20 @@ pub struct GenerateBench {
     pub seed: u64,
     /// Also time the parts of a decode step and the copy bandwidth.
     pub profile: bool,
+    /// Give each prompt its own budget between `new_tokens / 8` and `new_tokens` (deterministic),
+    /// like completions that stop at different lengths, so rows finish at different steps.
+    pub varied_lengths: bool,
+}
+
+impl GenerateBench {
+    /// The new-token budget of prompt `index`.
+    fn budget(&self, index: usize) -> usize {
+        if !self.varied_lengths {
+            return self.new_tokens;
+        }
+        let shortest = (self.new_tokens / 8).max(1);
+        shortest + (index.wrapping_mul(2_654_435_761) >> 7) % (self.new_tokens - shortest + 1)
+    }
 }
 
 /// What the generation benchmark measured.
@@ -140,10 +154,17 @@ pub struct GenerateReport {
     pub prefill_secs: f64,
     /// Mean milliseconds per decode step.
     pub decode_step_ms: f64,
+    /// Tokens generated in the timed run.
+    pub generated_tokens: usize,
+    /// Decode steps of the timed run.
+    pub decode_steps: usize,
+    /// Rows the decode steps computed (summed over steps): below `batch × decode_steps` once
+    /// rows finish at different steps and the batch halves.
+    pub decoded_rows: usize,
     /// Bytes the device allocator holds after the run, when the backend reports it.
     pub device_bytes_reserved: Option<u64>,
     /// Bytes a mean decode step reads at least: every weight once (the tied embedding once, as
-    /// the output layer) plus the KV cache at the mean sequence length.
+    /// the output layer) plus the KV cache at the mean sequence length (of the full batch).
     pub decode_bytes_per_step: f64,
     /// Where a decode step's time goes, and the roofline (with `--profile`).
     pub profile: Option<DecodeProfile>,
@@ -187,8 +208,8 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     let load_secs = start.elapsed().as_secs_f64();
     // Deterministic pseudo-random prompt tokens.
     let prompts: Vec<Vec<u32>> = (0..bench.batch).map(|b| synthetic_prompt(b, bench.prompt_len, vocab)).collect();
-    let request = |new_tokens: usize| GenerationRequest {
-        max_new_tokens: vec![new_tokens; prompts.len()],
+    let request = |budget: &dyn Fn(usize) -> usize| GenerationRequest {
+        max_new_tokens: (0..prompts.len()).map(budget).collect(),
         prompts: prompts.clone(),
         samples_per_prompt: 1,
         sampling: SamplingParams { temperature: bench.temperature, top_p: 1.0, top_k: None, seed: bench.seed },
@@ -197,9 +218,9 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
         max_batch_rows: bench.batch,
         prompt_keys: None,
     };
-    rollout::generate(&lm, &Steering::None, &[], &request(4), &ProgressBar::hidden())?;
+    rollout::generate(&lm, &Steering::None, &[], &request(&|_| 4), &ProgressBar::hidden())?;
     let start = Instant::now();
-    let generation = rollout::generate(&lm, &Steering::None, &[], &request(bench.new_tokens), progress)?;
+    let generation = rollout::generate(&lm, &Steering::None, &[], &request(&|b| bench.budget(b)), progress)?;
     let total_secs = start.elapsed().as_secs_f64();
     let stats = generation.stats;
     let decode_step_ms = 1e3 * stats.decode_secs / stats.decode_steps.max(1) as f64;
@@ -220,6 +241,9 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
         total_secs,
         prefill_secs: stats.prefill_secs,
         decode_step_ms,
+        generated_tokens: stats.generated_tokens,
+        decode_steps: stats.decode_steps,
+        decoded_rows: stats.decoded_rows,
         device_bytes_reserved: device.memory_pool_usage().map(|u| u.bytes_reserved),
         decode_bytes_per_step,
         profile,

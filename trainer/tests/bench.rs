@@ -39,6 +39,19 @@ fn generate_reports_throughput_bytes_per_step_and_a_profile() {
 }
 
 #[test]
+fn varied_lengths_finish_rows_early_and_the_batch_halves() {
+    let fixed = &bench(&["generate", "--batch", "8", "--prompt-len", "3", "--new-tokens", "16"])[0];
+    let steps = fixed["decode_steps"].as_u64().unwrap();
+    assert_eq!(steps, 15, "{fixed}");
+    assert_eq!(fixed["generated_tokens"].as_u64(), Some(8 * 16), "{fixed}");
+    assert_eq!(fixed["decoded_rows"].as_u64(), Some(8 * steps), "every row runs to the end: {fixed}");
+    let varied = &bench(&["generate", "--batch", "8", "--prompt-len", "3", "--new-tokens", "16", "--varied-lengths"])[0];
+    let (tokens, steps, rows) = (varied["generated_tokens"].as_u64().unwrap(), varied["decode_steps"].as_u64().unwrap(), varied["decoded_rows"].as_u64().unwrap());
+    assert!(tokens < 8 * 16 && tokens >= 8 * 2, "budgets between 2 and 16: {varied}");
+    assert!(rows < 8 * steps && rows >= tokens - 8, "the batch halved, yet every token was decoded: {varied}");
+}
+
+#[test]
 fn train_step_reports_every_setup() {
     for (setup, trainable) in [("steering", 3 * 64), ("lora", 3 * 4 * (128 + 64))] {
         let report = &bench(&["train-step", "--setup", setup, "--micro-batch", "2", "--seq-len", "9", "--repeats", "1"])[0];

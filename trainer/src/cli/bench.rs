@@ -60,6 +60,10 @@ pub enum BenchCommand {
         /// and the device copy bandwidth.
         #[arg(long)]
         profile: bool,
+        /// Give each prompt its own budget between new-tokens/8 and new-tokens, like completions
+        /// that stop at different lengths (the batch halves as rows finish).
+        #[arg(long)]
+        varied_lengths: bool,
     },
     /// One RL training micro-step (forward, backward to the trainable parameters, clip, AdamW):
     /// seconds, tokens/s, device memory, and the host time of each phase.
@@ -124,7 +128,7 @@ pub enum BenchCommand {
 /// Runs `trainer bench`; prints one JSON line per report.
 pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
     match &args.which {
-        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile } => {
+        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths } => {
             let device = on.backend.device_for(on.dtype)?;
             let settings = GenerateBench {
                 shape: on.shape.clone(),
@@ -134,6 +138,7 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 temperature: *temperature,
                 seed: on.seed,
                 profile: *profile,
+                varied_lengths: *varied_lengths,
             };
             let bar = super::progress_bar((batch * new_tokens) as u64, "generating", quiet);
             let report = bench::generate(&settings, &device, on.dtype.dtype(), &bar)?;
