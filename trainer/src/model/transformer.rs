@@ -570,11 +570,6 @@ impl CausalLm {
         Ok(Pass { cos, sin, mask, plan })
     }
 
-    /// Layer `l` applied to the residual stream `x` `[B, S, H]`.
-    pub(super) fn layer(&self, l: usize, x: Tensor<3>, pass: &Pass, cache: Option<&mut KvCache>) -> Tensor<3> {
-        self.layer_forward(l, &self.layers[l], x, &pass.cos, &pass.sin, &pass.mask, cache, &pass.plan)
-    }
-
     pub(super) fn plan(&self, steering: &Steering, interventions: &[Intervention]) -> Result<Plan> {
         let c = &self.config;
         intervention::validate(interventions, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads)?;
@@ -644,18 +639,9 @@ impl CausalLm {
         Ok(Plan { after_mlp, at_place, patches, lora, record })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn layer_forward(
-        &self,
-        l: usize,
-        layer: &DecoderLayer,
-        x: Tensor<3>,
-        cos: &Tensor<4>,
-        sin: &Tensor<4>,
-        mask: &Tensor<4>,
-        cache: Option<&mut KvCache>,
-        plan: &Plan,
-    ) -> Tensor<3> {
+    /// Layer `l` applied to the residual stream `x` `[B, S, H]`.
+    pub(super) fn layer(&self, l: usize, x: Tensor<3>, pass: &Pass, cache: Option<&mut KvCache>) -> Tensor<3> {
+        let (layer, plan) = (&self.layers[l], &pass.plan);
         let dtype = self.dtype;
         let add = |t: Tensor<3>, site: Site| match plan.at_place.get(&Place { layer: l, site }) {
             Some(v) => t + v.clone().cast(dtype).unsqueeze::<3>(),
@@ -674,7 +660,7 @@ impl CausalLm {
                 self.mix_qkv(p, vanilla, steered)
             }
         };
-        let attn = add(self.attention(l, layer, q, k, v, cos, sin, mask, cache), Site::SelfAttn);
+        let attn = add(self.attention(l, layer, q, k, v, &pass.cos, &pass.sin, &pass.mask, cache), Site::SelfAttn);
         let residual = match &patch {
             Some((p, s)) if p.residual_steered() => x + s.clone(),
             _ => x,

@@ -59,11 +59,17 @@ pub struct CompletionBatch {
     mask: Tensor<2>,
     /// Length of each completion.
     lengths: Vec<usize>,
+    /// The log-probabilities are those of `softmax(logits / temperature)`.
+    temperature: f64,
 }
 
 impl CompletionBatch {
-    /// Lays out `completions[i]` after `prompts[i]` for `model`, padding with `pad_token_id`.
-    pub fn new(model: &CausalLm, prompts: &[Vec<u32>], completions: &[Vec<u32>], pad_token_id: u32) -> Result<Self> {
+    /// Lays out `completions[i]` after `prompts[i]` for `model`, padding with `pad_token_id`, for
+    /// log-probabilities under `softmax(logits / temperature)`.
+    pub fn new(model: &CausalLm, prompts: &[Vec<u32>], completions: &[Vec<u32>], pad_token_id: u32, temperature: f64) -> Result<Self> {
+        if !(temperature > 0.0 && temperature.is_finite()) {
+            return Err(Error::InvalidArgument(format!("temperature must be positive, found {temperature}")));
+        }
         if prompts.len() != completions.len() || prompts.is_empty() {
             return Err(Error::InvalidArgument(format!(
                 "expected as many prompts as completions (at least one), found {} and {}",
@@ -109,15 +115,13 @@ impl CompletionBatch {
             targets: Tensor::<3, Int>::from_data(TensorData::new(targets, [b, t, 1]), device),
             mask: Tensor::<2>::from_data(TensorData::new(mask, [b, t]), device),
             lengths,
+            temperature,
         })
     }
 
-    /// The completions' log-probabilities under `softmax(logits / temperature)` from the
-    /// final-normed hidden states `hidden` `[B, W + T, H]` of [`CompletionBatch::tokens`].
-    pub fn logprobs(&self, model: &CausalLm, hidden: Tensor<3>, temperature: f64) -> Result<CompletionLogprobs> {
-        if !(temperature > 0.0 && temperature.is_finite()) {
-            return Err(Error::InvalidArgument(format!("temperature must be positive, found {temperature}")));
-        }
+    /// The completions' log-probabilities from the final-normed hidden states `hidden`
+    /// `[B, W + T, H]` of [`CompletionBatch::tokens`].
+    pub fn logprobs(&self, model: &CausalLm, hidden: Tensor<3>) -> CompletionLogprobs {
         let [b, _, h] = hidden.dims();
         let t = self.completion_width;
         // Position width-1+j predicts completion token j.
@@ -128,10 +132,10 @@ impl CompletionBatch {
         // the model's `chunk_bytes` (one chunk for short completions).
         let per_position = b * model.config.vocab_size * 4;
         let chunk = (model.chunk_bytes / per_position.max(1)).clamp(1, t);
-        let logprobs = target_logprobs(model, predicting, self.targets.clone(), temperature, chunk);
+        let logprobs = target_logprobs(model, predicting, self.targets.clone(), self.temperature, chunk);
         let mask = self.mask.clone().cast(logprobs.dtype());
         let logprobs = logprobs * mask.clone();
-        Ok(CompletionLogprobs { logprobs, mask, lengths: self.lengths.clone() })
+        CompletionLogprobs { logprobs, mask, lengths: self.lengths.clone() }
     }
 }
 
@@ -147,9 +151,9 @@ pub fn completion_logprobs(
     pad_token_id: u32,
     temperature: f64,
 ) -> Result<CompletionLogprobs> {
-    let batch = CompletionBatch::new(model, prompts, completions, pad_token_id)?;
+    let batch = CompletionBatch::new(model, prompts, completions, pad_token_id, temperature)?;
     let out = model.forward(batch.tokens.clone(), &batch.layout, None, steering, interventions)?;
-    batch.logprobs(model, out.hidden, temperature)
+    Ok(batch.logprobs(model, out.hidden))
 }
 
 #[cfg(test)]

@@ -152,7 +152,7 @@ fn generate_chunk(
     let prompts: Vec<Vec<u32>> = rows.iter().map(|&(p, _)| request.prompts[p].clone()).collect();
     let budgets: Vec<usize> = rows.iter().map(|&(p, _)| request.max_new_tokens[p]).collect();
     let max_budget = budgets.iter().copied().max().unwrap_or(0);
-    let (tokens, width, layout) = model.left_pad(&prompts, request.pad_token_id, max_budget);
+    let (tokens, width, mut layout) = model.left_pad(&prompts, request.pad_token_id, max_budget);
     let b = rows.len();
     let mut cache = model.kv_cache(b, width + max_budget);
     let key = |p: usize| request.prompt_keys.as_ref().map_or(p as u64, |k| k[p]);
@@ -170,7 +170,6 @@ fn generate_chunk(
     let mut active: Vec<bool> = budgets.iter().map(|&n| n > 0).collect();
     // `slots[r]`: the completion that batch row `r` decodes.
     let mut slots: Vec<usize> = (0..b).collect();
-    let mut layout = layout;
     let mut input = to_int(tokens, [b, width], device);
     let mut step_width = width;
     while active.iter().any(|&a| a) {

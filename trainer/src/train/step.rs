@@ -162,7 +162,7 @@ pub fn micro_batch_gradient(policy: &Policy, batch: &LossBatch, settings: &LossS
         return Ok(MicroBatchGradient { loss: loss.inner(), grads, kl });
     }
     let model = &policy.base;
-    let completions = CompletionBatch::new(model, &batch.prompts, &batch.completions, settings.pad_token_id)?;
+    let completions = CompletionBatch::new(model, &batch.prompts, &batch.completions, settings.pad_token_id, settings.temperature)?;
     let mut kl = 0.0;
     let (grads, loss) = recompute::steering_gradients(
         model,
@@ -171,7 +171,7 @@ pub fn micro_batch_gradient(policy: &Policy, batch: &LossBatch, settings: &LossS
         &policy.steering(&policy.params)?,
         &policy.steering(&tracked)?,
         |hidden| {
-            let out = completions.logprobs(model, hidden, settings.temperature)?;
+            let out = completions.logprobs(model, hidden);
             let (loss, batch_kl) = objective(policy, out, batch, settings)?;
             kl = batch_kl;
             Ok(loss)
