@@ -69,6 +69,30 @@ fn train_step_reports_every_setup() {
 }
 
 #[test]
+fn kernels_time_every_product_form_and_fused_attention_matches_the_materialised_one() {
+    let report = &bench(&["kernels", "--batch", "4", "--prompt-len", "12", "--micro-batch", "2", "--seq-len", "16", "--iterations", "2"])[0];
+    let products = report["products"].as_array().unwrap();
+    // 6 maps; at 4 rows: two layouts and K split in 4 and 16 (every K of the tiny model is a
+    // multiple of 16); at 2 × 16 rows: the two layouts.
+    assert_eq!(products.len(), 6 * (4 + 2), "{report}");
+    for p in products {
+        assert!(positive(&p["ms"]) && positive(&p["tflops"]) && positive(&p["weight_gbps"]), "{p}");
+        let rows = p["rows"].as_u64().unwrap();
+        assert!(rows == 4 || rows == 32, "{p}");
+    }
+    let gate = products.iter().find(|p| p["map"] == "gate_up_proj").unwrap();
+    assert_eq!((gate["inner"].as_u64(), gate["outer"].as_u64()), (Some(64), Some(128)), "{gate}");
+    let attention = &report["attention"];
+    for key in ["prefill_fused_ms", "prefill_materialised_ms", "decode_fused_ms", "decode_materialised_ms"] {
+        assert!(positive(&attention[key]), "{key}: {attention}");
+    }
+    for key in ["prefill_relative_difference", "decode_relative_difference"] {
+        let d = attention[key].as_f64().unwrap();
+        assert!((0.0..1e-5).contains(&d), "{key} {d}: the fused kernel computes the same attention in f32");
+    }
+}
+
+#[test]
 fn rl_step_runs_on_one_and_two_workers() {
     let tokenizer = fixture("qwen2");
     let runs = bench(&[

@@ -5,7 +5,8 @@
 //! log-probabilities with respect to those vectors (relative error < 1e-3). Generation and
 //! log-probabilities are also checked with sequence lengths padded to a multiple of 16 (what GPU
 //! models do, `CausalLm::length_multiple`), and with attention and log-probabilities computed in
-//! small pieces (`CausalLm::chunk_bytes`).
+//! small pieces (`CausalLm::chunk_bytes`) with the scores materialised (passes without autodiff
+//! otherwise use the backend's fused attention, `CausalLm::fused_attention`).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -27,13 +28,14 @@ const GRAD_TOLERANCE: f32 = 1e-3;
 struct Variant {
     length_multiple: Option<usize>,
     chunk_bytes: Option<usize>,
+    fused_attention: Option<bool>,
 }
 
 /// Lengths padded to multiples of 16, as GPU models pad to 64.
-const PADDED: Variant = Variant { length_multiple: Some(16), chunk_bytes: None };
+const PADDED: Variant = Variant { length_multiple: Some(16), chunk_bytes: None, fused_attention: None };
 /// Pieces so small that attention takes a few query positions at a time and the log-probability
-/// pass one position at a time.
-const CHUNKED: Variant = Variant { length_multiple: None, chunk_bytes: Some(2048) };
+/// pass one position at a time, with the attention scores materialised.
+const CHUNKED: Variant = Variant { length_multiple: None, chunk_bytes: Some(2048), fused_attention: Some(false) };
 
 fn load(name: &str) -> (CausalLm, Reference) {
     load_variant(name, Variant::default())
@@ -46,6 +48,9 @@ fn load_variant(name: &str, variant: Variant) -> (CausalLm, Reference) {
     }
     if let Some(bytes) = variant.chunk_bytes {
         lm.chunk_bytes = bytes;
+    }
+    if let Some(fused) = variant.fused_attention {
+        lm.fused_attention = fused;
     }
     (lm, Reference::load(name))
 }

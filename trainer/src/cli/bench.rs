@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use trainer::bench::{self, BenchSetup, GenerateBench, RlStepBench, ShapeSpec, TrainStepBench};
+use trainer::bench::{self, BenchSetup, GenerateBench, KernelBench, RlStepBench, ShapeSpec, TrainStepBench};
 use trainer::device::{Backend, Precision};
 use trainer::model::ModelTokenizer;
 use trainer::parallel::DeviceSelection;
@@ -64,6 +64,9 @@ pub enum BenchCommand {
         /// that stop at different lengths (the batch halves as rows finish).
         #[arg(long)]
         varied_lengths: bool,
+        /// Compute attention with materialised scores instead of the fused kernel.
+        #[arg(long)]
+        materialised_attention: bool,
     },
     /// One RL training micro-step (forward, backward to the trainable parameters, clip, AdamW):
     /// seconds, tokens/s, device memory, and the host time of each phase.
@@ -87,6 +90,34 @@ pub enum BenchCommand {
         /// layer at a time (the trainer's `recompute_layers: false`).
         #[arg(long)]
         whole_graph: bool,
+        /// Compute the forward pass's attention with materialised scores instead of the fused
+        /// kernel (passes with autodiff always materialise them).
+        #[arg(long)]
+        materialised_attention: bool,
+    },
+    /// The matrix products of the shape's linear maps at a decode step's and a training
+    /// micro-step's row counts, in several layouts and formulations (ms, TFLOP/s, weight GB/s),
+    /// and fused against materialised attention in a prefill and a decode step (ms, and the
+    /// relative difference of the hidden states).
+    Kernels {
+        /// Shape, seed, backend, dtype.
+        #[command(flatten)]
+        on: BenchDevice,
+        /// Rows of a decode step.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Tokens per prompt of the attention comparison (≥ 8).
+        #[arg(long, default_value_t = 256)]
+        prompt_len: usize,
+        /// Sequences of a training micro-step.
+        #[arg(long, default_value_t = 4)]
+        micro_batch: usize,
+        /// Tokens per training sequence.
+        #[arg(long, default_value_t = 1024)]
+        seq_len: usize,
+        /// Timed runs of each kernel (after one untimed).
+        #[arg(long, default_value_t = 16)]
+        iterations: usize,
     },
     /// Whole GRPO steering steps (generation, rewards, forward-backward, AdamW) on 1, 2, …
     /// devices: the data-parallel scaling. Prints each step's metrics as it ends, then a summary
@@ -128,7 +159,7 @@ pub enum BenchCommand {
 /// Runs `trainer bench`; prints one JSON line per report.
 pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
     match &args.which {
-        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths } => {
+        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, materialised_attention } => {
             let device = on.backend.device_for(on.dtype)?;
             let settings = GenerateBench {
                 shape: on.shape.clone(),
@@ -139,13 +170,14 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 seed: on.seed,
                 profile: *profile,
                 varied_lengths: *varied_lengths,
+                fused_attention: !*materialised_attention,
             };
             let bar = super::progress_bar((batch * new_tokens) as u64, "generating", quiet);
             let report = bench::generate(&settings, &device, on.dtype.dtype(), &bar)?;
             bar.finish_and_clear();
             println!("{}", serde_json::to_string(&report)?);
         }
-        BenchCommand::TrainStep { on, setup, micro_batch, seq_len, repeats, whole_graph } => {
+        BenchCommand::TrainStep { on, setup, micro_batch, seq_len, repeats, whole_graph, materialised_attention } => {
             let device = on.backend.device_for(on.dtype)?;
             let settings = TrainStepBench {
                 shape: on.shape.clone(),
@@ -155,8 +187,22 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 repeats: *repeats,
                 seed: on.seed,
                 recompute_layers: !*whole_graph,
+                fused_attention: !*materialised_attention,
             };
             println!("{}", serde_json::to_string(&bench::train_step(&settings, &device, on.dtype.dtype())?)?);
+        }
+        BenchCommand::Kernels { on, batch, prompt_len, micro_batch, seq_len, iterations } => {
+            let device = on.backend.device_for(on.dtype)?;
+            let settings = KernelBench {
+                shape: on.shape.clone(),
+                batch: *batch,
+                prompt_len: *prompt_len,
+                micro_batch: *micro_batch,
+                seq_len: *seq_len,
+                iterations: *iterations,
+                seed: on.seed,
+            };
+            println!("{}", serde_json::to_string(&bench::kernels(&settings, &device, on.dtype.dtype())?)?);
         }
         BenchCommand::RlStep { on, devices, workers, prompts, generations, prompt_len, new_tokens, micro_batch, steps, tokenizer } => {
             let devices = devices.devices(on.backend, on.dtype)?;

@@ -13,9 +13,12 @@
 
 use std::collections::BTreeMap;
 
+use std::cell::OnceCell;
+
 use burn::tensor::activation::{silu, softmax};
-use burn::tensor::module::linear;
-use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use burn::tensor::module::{attention, linear};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::model::config::{Architecture, ModelConfig};
@@ -318,7 +321,10 @@ impl Plan {
 pub(super) struct Pass {
     cos: Tensor<4>,
     sin: Tensor<4>,
+    /// Additive mask `[B, 1, S, T]` of the materialised attention.
     mask: Tensor<4>,
+    /// The fused attention's mask `[B, H_kv, rep·S, T]` (true = masked), built on first use.
+    masked: OnceCell<Tensor<4, Bool>>,
     pub(super) plan: Plan,
 }
 
@@ -342,6 +348,11 @@ pub struct CausalLm {
     /// (attention scores, logits); longer work is split into pieces. Default
     /// [`MAX_BUFFER_BYTES`].
     pub chunk_bytes: usize,
+    /// Attention of passes without autodiff (generation, evaluation, the forward pass of layer
+    /// recomputation) runs as one fused kernel (`burn::tensor::module::attention`: flash
+    /// attention on CubeCL backends) that never materialises the scores; `false` computes them
+    /// (the way passes with autodiff always do). Default `true`.
+    pub fused_attention: bool,
     embed_tokens: Tensor<2>,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
@@ -392,6 +403,7 @@ impl CausalLm {
             dtype,
             length_multiple: default_length_multiple(device),
             chunk_bytes: MAX_BUFFER_BYTES,
+            fused_attention: true,
             embed_tokens,
             layers,
             norm,
@@ -447,6 +459,7 @@ impl CausalLm {
         let mut model = Self::load(self.config.clone(), weights, &self.device, self.dtype)?;
         model.length_multiple = self.length_multiple;
         model.chunk_bytes = self.chunk_bytes;
+        model.fused_attention = self.fused_attention;
         Ok(model)
     }
 
@@ -567,7 +580,7 @@ impl CausalLm {
         let plan = self.plan(steering, interventions)?;
         let (cos, sin) = self.rope.gather(&layout.positions(start, len, &self.device));
         let mask = layout.mask(start, len, keys, &self.device);
-        Ok(Pass { cos, sin, mask, plan })
+        Ok(Pass { cos, sin, mask, masked: OnceCell::new(), plan })
     }
 
     pub(super) fn plan(&self, steering: &Steering, interventions: &[Intervention]) -> Result<Plan> {
@@ -660,7 +673,7 @@ impl CausalLm {
                 self.mix_qkv(p, vanilla, steered)
             }
         };
-        let attn = add(self.attention(l, layer, q, k, v, &pass.cos, &pass.sin, &pass.mask, cache), Site::SelfAttn);
+        let attn = add(self.attention(l, layer, q, k, v, pass, cache), Site::SelfAttn);
         let residual = match &patch {
             Some((p, s)) if p.residual_steered() => x + s.clone(),
             _ => x,
@@ -722,6 +735,8 @@ impl CausalLm {
         )
     }
 
+    /// Self-attention of layer `l` (rotary embedding, KV cache, grouped-query attention, `o_proj`)
+    /// on q `[B, S, H_q·hd]`, k and v `[B, S, H_kv·hd]`.
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
@@ -730,41 +745,73 @@ impl CausalLm {
         q: Tensor<3>,
         k: Tensor<3>,
         v: Tensor<3>,
-        cos: &Tensor<4>,
-        sin: &Tensor<4>,
-        mask: &Tensor<4>,
+        pass: &Pass,
         cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
         let c = &self.config;
         let [b, s, _] = q.dims();
         let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
-        let q = apply_rotary(heads(q, nh), cos, sin);
-        let k = apply_rotary(heads(k, nkv), cos, sin);
+        let q = apply_rotary(heads(q, nh), &pass.cos, &pass.sin);
+        let k = apply_rotary(heads(k, nkv), &pass.cos, &pass.sin);
         let v = heads(v, nkv);
         let (k, v) = match cache {
             Some(cache) => cache.append(l, k, v),
             None => (k, v),
         };
+        let out = if self.fused_attention && !q.is_autodiff() {
+            self.fused_attention(q, k, v, pass)
+        } else {
+            self.materialised_attention(q, k, v, &pass.mask)
+        };
+        layer.o_proj.forward(out.swap_dims(1, 2).reshape([b, s, nh * hd]))
+    }
+
+    /// Grouped-query attention without repeating k and v: the `rep = H_q / H_kv` query heads of
+    /// one kv head are stacked along the sequence axis, `[B, H_q, S, hd]` as `[B, H_kv, rep·S, hd]`.
+    fn grouped<const D: usize>(&self, t: Tensor<D>) -> Tensor<D> {
+        let mut dims = t.dims();
+        let c = &self.config;
+        let rep = c.num_heads / c.num_kv_heads;
+        dims[1] /= rep;
+        dims[2] *= rep;
+        t.reshape(dims)
+    }
+
+    /// q `[B, H_q, S, hd]`, k and v `[B, H_kv, T, hd]` → `[B, H_q, S, hd]` through
+    /// `burn::tensor::module::attention` (no autodiff: its backward would materialise the scores).
+    fn fused_attention(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, pass: &Pass) -> Tensor<4> {
+        let dims = q.dims();
+        let masked = pass.masked.get_or_init(|| {
+            let [b, _, s, t] = pass.mask.dims();
+            let rows = pass.mask.clone().equal_elem(f32::NEG_INFINITY).unsqueeze_dim::<5>(1);
+            let (nh, nkv) = (self.config.num_heads, self.config.num_kv_heads);
+            rows.expand([b, nkv, nh / nkv, s, t]).reshape([b, nkv, nh / nkv * s, t])
+        });
+        let out = attention(self.grouped(q), k, v, Some(masked.clone()), None, AttentionModuleOptions::default());
+        out.reshape(dims)
+    }
+
+    /// Attention with its scores `[B, H_q, S, T]` materialised in the accumulation dtype (f32),
+    /// q `[B, H_q, S, hd]`, k and v `[B, H_kv, T, hd]`, `mask` `[B, 1, S, T]` additive.
+    fn materialised_attention(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: &Tensor<4>) -> Tensor<4> {
+        let [b, nh, s, hd] = q.dims();
         let t = k.dims()[2];
-        let rep = nh / nkv;
         let acc = accumulation_dtype(self.dtype);
         let keys = k.swap_dims(2, 3);
         // Queries `[B, H, r, hd]` with their mask rows `[B, 1, r, T]` → outputs `[B, H, r, hd]`.
-        // Grouped-query attention without repeating k/v: the `rep` query heads of one kv head
-        // are stacked along the sequence axis.
         let attend = |q: Tensor<4>, mask: Tensor<4>| {
             let r = q.dims()[2];
-            let scores = q.reshape([b, nkv, rep * r, hd]).matmul(keys.clone()).mul_scalar(1.0 / (hd as f64).sqrt());
+            let scores = self.grouped(q).matmul(keys.clone()).mul_scalar(1.0 / (hd as f64).sqrt());
             let scores = scores.reshape([b, nh, r, t]).cast(acc) + mask.cast(acc);
-            let probs = softmax(scores, 3).cast(self.dtype).reshape([b, nkv, rep * r, t]);
+            let probs = self.grouped(softmax(scores, 3).cast(self.dtype));
             probs.matmul(v.clone()).reshape([b, nh, r, hd])
         };
-        // The scores `[B, H, S, T]` are computed for as many query positions at a time as fit in
-        // `chunk_bytes` (a long prefill of many rows would need one buffer larger than Vulkan allows).
+        // The scores are computed for as many query positions at a time as fit in `chunk_bytes`
+        // (a long prefill of many rows would need one buffer larger than Vulkan allows).
         let per_query = b * nh * t * acc.size();
         let rows = (self.chunk_bytes / per_query.max(1)).clamp(1, s.max(1));
-        let out = if rows >= s {
+        if rows >= s {
             attend(q, mask.clone())
         } else {
             let parts: Vec<Tensor<4>> = (0..s)
@@ -775,8 +822,7 @@ impl CausalLm {
                 })
                 .collect();
             Tensor::cat(parts, 2)
-        };
-        layer.o_proj.forward(out.swap_dims(1, 2).reshape([b, s, nh * hd]))
+        }
     }
 
     /// `down_proj(z) + (z·A)·B + vector` with `z = silu(gate_proj(x)) * up_proj(x)`.

@@ -1,8 +1,8 @@
 //! Benchmarks on random weights at the real shapes of the models the reference system uses (no
 //! download): generation throughput with a profile of one decode step and the copy-bandwidth
 //! roofline, the RL training micro-step (forward, backward to the trainable parameters, AdamW),
-//! and whole GRPO steps on one or several devices. Results are measured on the machine that runs
-//! them and recorded in docs/performance.md.
+//! whole GRPO steps on one or several devices, and the kernels of a forward pass ([`kernels`]).
+//! Results are measured on the machine that runs them and recorded in docs/performance.md.
 
 use std::time::Instant;
 
@@ -15,6 +15,9 @@ use crate::model::config::{Architecture, Llama3RopeScaling, ModelConfig, RopeCon
 use crate::model::{CausalLm, RandomWeights};
 use crate::rollout::{self, GenerationRequest, SamplingParams, sampling};
 use crate::steering::Steering;
+
+mod kernels;
+pub use kernels::{AttentionComparison, KernelBench, KernelReport, ProductForm, ProductTiming, kernels};
 
 /// The model shapes with presets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -122,6 +125,8 @@ pub struct GenerateBench {
     /// Give each prompt its own budget between `new_tokens / 8` and `new_tokens` (deterministic),
     /// like completions that stop at different lengths, so rows finish at different steps.
     pub varied_lengths: bool,
+    /// Attention without autodiff as one fused kernel ([`CausalLm::fused_attention`]).
+    pub fused_attention: bool,
 }
 
 impl GenerateBench {
@@ -203,7 +208,8 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     let vocab = config.vocab_size as u64;
     device.seed(bench.seed);
     let start = Instant::now();
-    let lm = CausalLm::load(config, &RandomWeights { std: 0.02 }, device, dtype)?;
+    let mut lm = CausalLm::load(config, &RandomWeights { std: 0.02 }, device, dtype)?;
+    lm.fused_attention = bench.fused_attention;
     crate::device::sync(device, "loading the weights")?;
     let load_secs = start.elapsed().as_secs_f64();
     // Deterministic pseudo-random prompt tokens.
@@ -378,6 +384,8 @@ pub struct TrainStepBench {
     pub seed: u64,
     /// Recompute one layer at a time in the backward pass (see [`LossSettings::recompute_layers`](crate::train::step::LossSettings::recompute_layers)).
     pub recompute_layers: bool,
+    /// Attention without autodiff (the forward pass of layer recomputation) as one fused kernel.
+    pub fused_attention: bool,
 }
 
 /// What the training micro-step benchmark measured.
@@ -450,7 +458,8 @@ pub fn train_step(bench: &TrainStepBench, device: &Device, dtype: DType) -> Resu
     }
     let config = bench.shape.config()?;
     device.seed(bench.seed);
-    let base = CausalLm::load(config, &RandomWeights { std: 0.02 }, device, dtype)?;
+    let mut base = CausalLm::load(config, &RandomWeights { std: 0.02 }, device, dtype)?;
+    base.fused_attention = bench.fused_attention;
     let layers: Vec<usize> = (0..base.config.num_layers).collect();
     let setup = match bench.setup {
         BenchSetup::Steering => Setup::Steering { layers },

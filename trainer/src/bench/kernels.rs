@@ -1,0 +1,211 @@
+//! `trainer bench kernels`: the matrix products of a model's linear maps at the row counts of a
+//! decode step and of a training micro-step, in the layouts and formulations the model could use,
+//! and the fused attention against the materialised one (time, and the relative difference of
+//! the hidden states, so that the fused kernel is checked on the device that runs it).
+
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use serde::Serialize;
+
+use super::{ShapeSpec, sync, synthetic_prompt, time_synced};
+use crate::device::host_f32;
+use crate::error::{Error, Result};
+use crate::model::{CausalLm, KvCache, RandomWeights};
+use crate::steering::Steering;
+
+/// Settings of the kernel benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelBench {
+    /// Model shape.
+    pub shape: ShapeSpec,
+    /// Rows of a decode step (prompts decoded together).
+    pub batch: usize,
+    /// Tokens per prompt of the attention comparison (prompt `i` is `i mod 8` tokens shorter, so
+    /// that rows are padded).
+    pub prompt_len: usize,
+    /// Rows of a training micro-step's products: `micro_batch × seq_len`.
+    pub micro_batch: usize,
+    /// Tokens per training sequence.
+    pub seq_len: usize,
+    /// Timed runs of each kernel (after one untimed).
+    pub iterations: usize,
+    /// Seed of the weights and activations.
+    pub seed: u64,
+}
+
+/// How a product `x [M, K] · W → [M, N]` is formulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProductForm {
+    /// `W` stored `[K, N]` (row-major).
+    InOut,
+    /// `W` a transposed view of the checkpoint's `[N, K]`: the layout the model keeps.
+    OutInView,
+    /// `K` split into `splits` slices: one batched product `[S, M, K/S] × [S, K/S, N]`, then a
+    /// sum over the slices (more independent work for a few rows).
+    SplitK {
+        /// Slices of `K`.
+        splits: usize,
+    },
+}
+
+/// One timed product.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProductTiming {
+    /// The linear map (`q_proj`, `kv_proj`, `o_proj`, `gate_up_proj`, `down_proj`, `lm_head`).
+    pub map: &'static str,
+    /// `M`.
+    pub rows: usize,
+    /// `K`.
+    pub inner: usize,
+    /// `N`.
+    pub outer: usize,
+    /// The formulation.
+    pub form: ProductForm,
+    /// Milliseconds per product.
+    pub ms: f64,
+    /// `2·M·K·N` per second, in TFLOP/s.
+    pub tflops: f64,
+    /// Weight bytes read per second (each weight once), GB/s.
+    pub weight_gbps: f64,
+}
+
+/// The fused attention against the materialised one, in a prefill and a decode step.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttentionComparison {
+    /// Prefill of the padded prompts, fused attention, ms.
+    pub prefill_fused_ms: f64,
+    /// The same, scores materialised, ms.
+    pub prefill_materialised_ms: f64,
+    /// `max |h_fused − h_materialised| / max |h_materialised|` over the prefill's final hidden states.
+    pub prefill_relative_difference: f64,
+    /// One decode step after the prefill (KV cache), fused attention, ms.
+    pub decode_fused_ms: f64,
+    /// The same, scores materialised, ms.
+    pub decode_materialised_ms: f64,
+    /// The relative difference of the first decode step's hidden states.
+    pub decode_relative_difference: f64,
+}
+
+/// What the kernel benchmark measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelReport {
+    /// The settings.
+    pub settings: KernelBench,
+    /// Compute dtype.
+    pub dtype: String,
+    /// Device description.
+    pub device: String,
+    /// Every product, by map, then rows, then form.
+    pub products: Vec<ProductTiming>,
+    /// Fused against materialised attention.
+    pub attention: AttentionComparison,
+}
+
+/// Runs the kernel benchmark.
+pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<KernelReport> {
+    if bench.batch == 0 || bench.prompt_len < 8 || bench.micro_batch == 0 || bench.seq_len == 0 {
+        return Err(Error::InvalidArgument("batch, micro batch and sequence length must be ≥ 1, prompt length ≥ 8".into()));
+    }
+    let config = bench.shape.config()?;
+    device.seed(bench.seed);
+    let (h, i) = (config.hidden_size, config.intermediate_size);
+    let (q, kv) = (config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim);
+    let maps = [
+        ("q_proj", h, q),
+        ("kv_proj", h, kv),
+        ("o_proj", q, h),
+        ("gate_up_proj", h, i),
+        ("down_proj", i, h),
+        ("lm_head", h, config.vocab_size),
+    ];
+    let mut products = Vec::new();
+    for (map, inner, outer) in maps {
+        for rows in [bench.batch, bench.micro_batch * bench.seq_len] {
+            let mut forms = vec![ProductForm::InOut, ProductForm::OutInView];
+            if rows == bench.batch {
+                forms.extend([4, 16].into_iter().filter(|s| inner % s == 0).map(|splits| ProductForm::SplitK { splits }));
+            }
+            for form in forms {
+                let ms = 1e3 * time_product(device, dtype, rows, inner, outer, form, bench.iterations)?;
+                let flop = 2.0 * (rows * inner * outer) as f64;
+                let weight_bytes = (inner * outer * dtype.size()) as f64;
+                products.push(ProductTiming { map, rows, inner, outer, form, ms, tflops: flop / ms / 1e9, weight_gbps: weight_bytes / ms / 1e6 });
+            }
+        }
+    }
+    let lm = CausalLm::load(config, &RandomWeights { std: 0.02 }, device, dtype)?;
+    let attention = compare_attention(&lm, bench)?;
+    Ok(KernelReport { settings: bench.clone(), dtype: format!("{dtype:?}"), device: format!("{device:?}"), products, attention })
+}
+
+/// Seconds of one product `[rows, inner] · W → [rows, outer]` in `form`.
+fn time_product(device: &Device, dtype: DType, rows: usize, inner: usize, outer: usize, form: ProductForm, iterations: usize) -> Result<f64> {
+    let random = |shape: [usize; 2]| Tensor::<2>::random(shape, burn::tensor::Distribution::Normal(0.0, 0.02), (device, dtype));
+    let x = random([rows, inner]);
+    let w = match form {
+        ProductForm::OutInView => random([outer, inner]).transpose(),
+        _ => random([inner, outer]),
+    };
+    sync(device)?;
+    let mut out = None;
+    let secs = time_synced(device, iterations, || {
+        out = Some(match form {
+            ProductForm::InOut | ProductForm::OutInView => x.clone().matmul(w.clone()),
+            ProductForm::SplitK { splits } => {
+                let part = inner / splits;
+                let xs = x.clone().reshape([rows, splits, part]).swap_dims(0, 1);
+                let ws = w.clone().reshape([splits, part, outer]);
+                xs.matmul(ws).sum_dim(0).reshape([rows, outer])
+            }
+        });
+        Ok(())
+    })?;
+    drop(out);
+    Ok(secs)
+}
+
+/// Prefill and one decode step with fused and with materialised attention.
+fn compare_attention(lm: &CausalLm, bench: &KernelBench) -> Result<AttentionComparison> {
+    let device = &lm.device;
+    let vocab = lm.config.vocab_size as u64;
+    let prompts: Vec<Vec<u32>> = (0..bench.batch).map(|b| synthetic_prompt(b, bench.prompt_len - b % 8, vocab)).collect();
+    let steps = bench.iterations + 2;
+    let (tokens, width, layout) = lm.left_pad(&prompts, 0, steps);
+    let ids = |values: Vec<u32>, shape: [usize; 2]| {
+        Tensor::<2, Int>::from_data(TensorData::new(values.into_iter().map(i64::from).collect::<Vec<_>>(), shape), device)
+    };
+    let prompt_ids = ids(tokens, [bench.batch, width]);
+    let next = ids((0..bench.batch as u32).collect(), [bench.batch, 1]);
+    // (prefill seconds, decode seconds, prefill hidden, first decode hidden) of one mode.
+    let run = |fused: bool| -> Result<(f64, f64, Tensor<3>, Tensor<3>)> {
+        let mut lm = lm.clone();
+        lm.fused_attention = fused;
+        let prefill = |cache: Option<&mut KvCache>| lm.forward(prompt_ids.clone(), &layout, cache, &Steering::None, &[]).map(|o| o.hidden);
+        let prefill_secs = time_synced(device, bench.iterations, || prefill(None).map(drop))?;
+        let mut cache = lm.kv_cache(bench.batch, width + steps);
+        let hidden = prefill(Some(&mut cache))?;
+        let first = lm.forward(next.clone(), &layout, Some(&mut cache), &Steering::None, &[])?.hidden;
+        let decode_secs = time_synced(device, bench.iterations, || {
+            lm.forward(next.clone(), &layout, Some(&mut cache), &Steering::None, &[]).map(drop)
+        })?;
+        Ok((prefill_secs, decode_secs, hidden, first))
+    };
+    let (prefill_fused, decode_fused, hidden_fused, first_fused) = run(true)?;
+    let (prefill_materialised, decode_materialised, hidden, first) = run(false)?;
+    Ok(AttentionComparison {
+        prefill_fused_ms: 1e3 * prefill_fused,
+        prefill_materialised_ms: 1e3 * prefill_materialised,
+        prefill_relative_difference: relative_difference(hidden_fused, hidden)?,
+        decode_fused_ms: 1e3 * decode_fused,
+        decode_materialised_ms: 1e3 * decode_materialised,
+        decode_relative_difference: relative_difference(first_fused, first)?,
+    })
+}
+
+/// `max |a − b| / max |b|`, computed in f32.
+fn relative_difference(a: Tensor<3>, b: Tensor<3>) -> Result<f64> {
+    let (a, b) = (a.cast(DType::F32), b.cast(DType::F32));
+    let scale = host_f32(b.clone().abs().max(), "the hidden states' largest magnitude")?[0];
+    let diff = host_f32((a - b).abs().max(), "the largest difference of the hidden states")?[0];
+    Ok(f64::from(diff) / f64::from(scale).max(f64::MIN_POSITIVE))
+}
