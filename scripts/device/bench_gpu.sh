@@ -2,20 +2,25 @@
 # Run on the device machine (nvidia-h200, or nvidia-h200-x2/x4 for the multi-GPU steps) from the
 # repository root, carrying `.gl` (Vulkan loader debs) and `.dev` (the stripped, gzipped `trainer`
 # binary as .dev/trainer.gz and ../shared/bench/torch_baseline.py). Each stage has its own time
-# limit in seconds (RL_S, GEN_S, GENV_S, TRAIN_S, TRAIN_WG_S, GEN7_S, TRAIN7_S, TORCH_S, PROFILE_S; 0 skips
+# limit in seconds (KERN_S, RL_S, GEN_S, GENV_S, GENM_S, TRAIN_S, TRAIN_WG_S, TRAINM_S, GEN7_S, TRAIN7_S, TORCH_S,
+# PROFILE_S; 0 skips
 # a stage; TRAIN_SETUPS picks the 1.5B micro-steps, TORCH_SHAPES the PyTorch shapes)
 # so a slow one cannot eat the others, and stages append to one file each in $OUT (the device tool
 # returns at most 8 files):
+#   kernels.log        `bench kernels` on the 1.5B shape (KERN_S) and the 7B shape (KERN7_S): the
+#                      products of every linear map at 64 and 4 × 1024 rows, fused against
+#                      materialised attention (time and relative difference)
 #   rl_step.log        data-parallel GRPO steering steps, 1.5B shape, on 1 and then every GPU of
 #                      RL_DEVICES (default: all; one JSON line per step as it ends, then one
 #                      summary per worker count)
 #   generate.log       generation, 64 × 256 + 256 tokens: the 1.5B shape with a decode-step
 #                      profile and the copy-bandwidth roofline (GEN_S), the 1.5B shape with
-#                      budgets from 32 to 256 tokens, so that the batch halves (GENV_S), then the
-#                      7B shape (GEN7_S)
+#                      budgets from 32 to 256 tokens, so that the batch halves (GENV_S), the 1.5B
+#                      shape with materialised attention (GENM_S), then the 7B shape (GEN7_S)
 #   train_step.log     the RL micro-step, 4 × 1024 tokens: steering, LoRA and the full model on the
 #                      1.5B shape (TRAIN_S each), steering keeping the whole graph (TRAIN_WG_S),
-#                      then steering on the 7B shape (TRAIN7_S)
+#                      steering with materialised attention (TRAINM_S), then steering on the 7B
+#                      shape (TRAIN7_S)
 #   torch.log, torch_baseline.json   PyTorch/transformers' peer numbers for both shapes
 #   cubecl_profile.log a per-kernel profile of a few decode steps (CubeCL's profiling log)
 #   env.txt            GPUs, driver, commit, and each stage's exit status and seconds
@@ -39,14 +44,18 @@ stage() { # stage SECONDS FILE COMMAND...
 S15=qwen2.5-math-1.5b S7=qwen2.5-math-7b
 GEN="bench generate --batch 64 --prompt-len 256 --new-tokens 256"
 TRAIN="bench train-step --micro-batch 4 --seq-len 1024 --repeats 4"
+stage ${KERN_S:-0} kernels.log $T bench kernels --shape $S15 --iterations 8 $V
+stage ${KERN7_S:-0} kernels.log $T bench kernels --shape $S7 --iterations 8 $V
 stage ${RL_S:-240} rl_step.log $T bench rl-step --shape $S15 --devices ${RL_DEVICES:-all} --prompts 8 --generations 4 \
   --prompt-len 128 --new-tokens 32 --micro-batch 8 --steps 2 $V
 stage ${GEN_S:-100} generate.log $T $GEN --shape $S15 --profile $V
 stage ${GENV_S:-0} generate.log $T $GEN --shape $S15 --varied-lengths $V
+stage ${GENM_S:-0} generate.log $T $GEN --shape $S15 --materialised-attention $V
 for setup in ${TRAIN_SETUPS:-steering lora full-model}; do
   stage ${TRAIN_S:-100} train_step.log $T $TRAIN --shape $S15 --setup $setup $V
 done
 stage ${TRAIN_WG_S:-0} train_step.log $T $TRAIN --shape $S15 --setup steering --whole-graph $V
+stage ${TRAINM_S:-0} train_step.log $T $TRAIN --shape $S15 --setup steering --materialised-attention $V
 stage ${GEN7_S:-0} generate.log $T $GEN --shape $S7 $V
 stage ${TRAIN7_S:-0} train_step.log $T $TRAIN --shape $S7 --setup steering $V
 PYTHONUNBUFFERED=1 stage ${TORCH_S:-90} torch.log python3 .dev/torch_baseline.py ${TORCH_SHAPES:-$S15}
