@@ -2,8 +2,8 @@
 # Run on the device machine (nvidia-h200, or nvidia-h200-x2/x4 for the multi-GPU steps) from the
 # repository root, carrying `.gl` (Vulkan loader debs) and `.dev` (the stripped, gzipped `trainer`
 # binary as .dev/trainer.gz and ../shared/bench/torch_baseline.py). Each stage has its own time
-# limit in seconds (KERN_S, RL_S, GEN_S, GENV_S, GENM_S, TRAIN_S, TRAIN_WG_S, TRAINM_S, GEN7_S, TRAIN7_S, TORCH_S,
-# PROFILE_S; 0 skips
+# limit in seconds (KERN_S, RL_S, GEN_S, GENV_S, GENF_S, TRAIN_S, TRAIN_WG_S, TRAINF_S, GEN7_S, TRAIN7_S, TORCH_S,
+# PROFILE_S, PROFILE_KERN_S; 0 skips
 # a stage; TRAIN_SETUPS picks the 1.5B micro-steps, TORCH_SHAPES the PyTorch shapes)
 # so a slow one cannot eat the others, and stages append to one file each in $OUT (the device tool
 # returns at most 8 files):
@@ -16,13 +16,14 @@
 #   generate.log       generation, 64 × 256 + 256 tokens: the 1.5B shape with a decode-step
 #                      profile and the copy-bandwidth roofline (GEN_S), the 1.5B shape with
 #                      budgets from 32 to 256 tokens, so that the batch halves (GENV_S), the 1.5B
-#                      shape with materialised attention (GENM_S), then the 7B shape (GEN7_S)
+#                      shape with fused attention (GENF_S), then the 7B shape (GEN7_S)
 #   train_step.log     the RL micro-step, 4 × 1024 tokens: steering, LoRA and the full model on the
 #                      1.5B shape (TRAIN_S each), steering keeping the whole graph (TRAIN_WG_S),
-#                      steering with materialised attention (TRAINM_S), then steering on the 7B
+#                      steering with fused attention (TRAINF_S), then steering on the 7B
 #                      shape (TRAIN7_S)
 #   torch.log, torch_baseline.json   PyTorch/transformers' peer numbers for both shapes
-#   cubecl_profile.log a per-kernel profile of a few decode steps (CubeCL's profiling log)
+#   cubecl_profile.log a per-kernel profile (CubeCL's profiling log) of a few decode steps
+#                      (PROFILE_S), or of `bench kernels` at 64 rows (PROFILE_KERN_S)
 #   env.txt            GPUs, driver, commit, and each stage's exit status and seconds
 # Every new process compiles its kernels and probes the device (a minute or more on a fresh
 # machine, docs/performance.md); autotune results are cached in target/environment, so later
@@ -50,12 +51,12 @@ stage ${RL_S:-240} rl_step.log $T bench rl-step --shape $S15 --devices ${RL_DEVI
   --prompt-len 128 --new-tokens 32 --micro-batch 8 --steps 2 $V
 stage ${GEN_S:-100} generate.log $T $GEN --shape $S15 --profile $V
 stage ${GENV_S:-0} generate.log $T $GEN --shape $S15 --varied-lengths $V
-stage ${GENM_S:-0} generate.log $T $GEN --shape $S15 --materialised-attention $V
+stage ${GENF_S:-0} generate.log $T $GEN --shape $S15 --fused-attention $V
 for setup in ${TRAIN_SETUPS:-steering lora full-model}; do
   stage ${TRAIN_S:-100} train_step.log $T $TRAIN --shape $S15 --setup $setup $V
 done
 stage ${TRAIN_WG_S:-0} train_step.log $T $TRAIN --shape $S15 --setup steering --whole-graph $V
-stage ${TRAINM_S:-0} train_step.log $T $TRAIN --shape $S15 --setup steering --materialised-attention $V
+stage ${TRAINF_S:-0} train_step.log $T $TRAIN --shape $S15 --setup steering --fused-attention $V
 stage ${GEN7_S:-0} generate.log $T $GEN --shape $S7 $V
 stage ${TRAIN7_S:-0} train_step.log $T $TRAIN --shape $S7 --setup steering $V
 PYTHONUNBUFFERED=1 stage ${TORCH_S:-90} torch.log python3 .dev/torch_baseline.py ${TORCH_SHAPES:-$S15}
@@ -63,5 +64,10 @@ if [ "${PROFILE_S:-0}" != 0 ]; then
   CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG=/tmp/cubecl.log timeout ${PROFILE_S} $T bench generate \
     --shape $S15 --batch 64 --prompt-len 256 --new-tokens 6 $V >> $OUT/env.txt 2>&1
   tail -c 6000000 /tmp/cubecl.log > $OUT/cubecl_profile.log
+fi
+if [ "${PROFILE_KERN_S:-0}" != 0 ]; then
+  CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG=/tmp/cubecl_kern.log timeout ${PROFILE_KERN_S} $T bench kernels \
+    --shape $S15 --micro-batch 1 --seq-len 64 --iterations 4 $V >> $OUT/env.txt 2>&1
+  tail -c 6000000 /tmp/cubecl_kern.log > $OUT/cubecl_profile.log
 fi
 cat $OUT/env.txt; tail -c 1500 $OUT/*.log

@@ -72,11 +72,12 @@ fn train_step_reports_every_setup() {
 fn kernels_time_every_product_form_and_fused_attention_matches_the_materialised_one() {
     let report = &bench(&["kernels", "--batch", "4", "--prompt-len", "12", "--micro-batch", "2", "--seq-len", "16", "--iterations", "2"])[0];
     let products = report["products"].as_array().unwrap();
-    // 6 maps; at 4 rows: two layouts and K split in 4 and 16 (every K of the tiny model is a
-    // multiple of 16); at 2 × 16 rows: the two layouts.
-    assert_eq!(products.len(), 6 * (4 + 2), "{report}");
+    // 6 maps; at 4 rows: two layouts, the weight on the left, and K split in 4 and 16 (every K
+    // of the tiny model is a multiple of 16); at 2 × 16 rows: the two layouts.
+    assert_eq!(products.len(), 6 * (5 + 2), "{report}");
     for p in products {
         assert!(positive(&p["ms"]) && positive(&p["tflops"]) && positive(&p["weight_gbps"]), "{p}");
+        assert!(positive(&p["queue_ms"]) && p["queue_ms"].as_f64() <= p["ms"].as_f64(), "{p}");
         let rows = p["rows"].as_u64().unwrap();
         assert!(rows == 4 || rows == 32, "{p}");
     }

@@ -5,8 +5,8 @@
 //! log-probabilities with respect to those vectors (relative error < 1e-3). Generation and
 //! log-probabilities are also checked with sequence lengths padded to a multiple of 16 (what GPU
 //! models do, `CausalLm::length_multiple`), and with attention and log-probabilities computed in
-//! small pieces (`CausalLm::chunk_bytes`) with the scores materialised (passes without autodiff
-//! otherwise use the backend's fused attention, `CausalLm::fused_attention`).
+//! small pieces (`CausalLm::chunk_bytes`), and with the backend's fused attention kernel in
+//! passes without autodiff (`CausalLm::fused_attention`).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -34,8 +34,10 @@ struct Variant {
 /// Lengths padded to multiples of 16, as GPU models pad to 64.
 const PADDED: Variant = Variant { length_multiple: Some(16), chunk_bytes: None, fused_attention: None };
 /// Pieces so small that attention takes a few query positions at a time and the log-probability
-/// pass one position at a time, with the attention scores materialised.
-const CHUNKED: Variant = Variant { length_multiple: None, chunk_bytes: Some(2048), fused_attention: Some(false) };
+/// pass one position at a time.
+const CHUNKED: Variant = Variant { length_multiple: None, chunk_bytes: Some(2048), fused_attention: None };
+/// Attention of passes without autodiff as one fused kernel, with padded lengths.
+const FUSED: Variant = Variant { length_multiple: Some(16), chunk_bytes: None, fused_attention: Some(true) };
 
 fn load(name: &str) -> (CausalLm, Reference) {
     load_variant(name, Variant::default())
@@ -200,6 +202,15 @@ fn attention_and_log_probabilities_in_small_pieces_match_transformers() {
         check_logits(name, true, CHUNKED);
         check_greedy(name, true, CHUNKED);
         check_gradient(name, CHUNKED);
+    }
+}
+
+#[test]
+fn fused_attention_matches_transformers() {
+    for name in ARCHS {
+        check_logits(name, true, FUSED);
+        check_greedy(name, true, FUSED);
+        check_gradient(name, FUSED);
     }
 }
 

@@ -6,6 +6,8 @@
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use serde::Serialize;
 
+use std::time::Instant;
+
 use super::{ShapeSpec, sync, synthetic_prompt, time_synced};
 use crate::device::host_f32;
 use crate::error::{Error, Result};
@@ -40,6 +42,9 @@ pub enum ProductForm {
     InOut,
     /// `W` a transposed view of the checkpoint's `[N, K]`: the layout the model keeps.
     OutInView,
+    /// The weight `[N, K]` as the left operand: `(W · xᵀ)ᵀ`, a product with many rows and few
+    /// columns.
+    WeightLhs,
     /// `K` split into `splits` slices: one batched product `[S, M, K/S] × [S, K/S, N]`, then a
     /// sum over the slices (more independent work for a few rows).
     SplitK {
@@ -63,6 +68,9 @@ pub struct ProductTiming {
     pub form: ProductForm,
     /// Milliseconds per product.
     pub ms: f64,
+    /// Host milliseconds per product to queue it (the rest of `ms` is the device catching up):
+    /// close to `ms` when the product is bound by host work, not by the device.
+    pub queue_ms: f64,
     /// `2·M·K·N` per second, in TFLOP/s.
     pub tflops: f64,
     /// Weight bytes read per second (each weight once), GB/s.
@@ -123,13 +131,15 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
         for rows in [bench.batch, bench.micro_batch * bench.seq_len] {
             let mut forms = vec![ProductForm::InOut, ProductForm::OutInView];
             if rows == bench.batch {
+                forms.push(ProductForm::WeightLhs);
                 forms.extend([4, 16].into_iter().filter(|s| inner % s == 0).map(|splits| ProductForm::SplitK { splits }));
             }
             for form in forms {
-                let ms = 1e3 * time_product(device, dtype, rows, inner, outer, form, bench.iterations)?;
+                let (secs, queue_secs) = time_product(device, dtype, rows, inner, outer, form, bench.iterations)?;
+                let (ms, queue_ms) = (1e3 * secs, 1e3 * queue_secs);
                 let flop = 2.0 * (rows * inner * outer) as f64;
                 let weight_bytes = (inner * outer * dtype.size()) as f64;
-                products.push(ProductTiming { map, rows, inner, outer, form, ms, tflops: flop / ms / 1e9, weight_gbps: weight_bytes / ms / 1e6 });
+                products.push(ProductTiming { map, rows, inner, outer, form, ms, queue_ms, tflops: flop / ms / 1e9, weight_gbps: weight_bytes / ms / 1e6 });
             }
         }
     }
@@ -138,30 +148,36 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
     Ok(KernelReport { settings: bench.clone(), dtype: format!("{dtype:?}"), device: format!("{device:?}"), products, attention })
 }
 
-/// Seconds of one product `[rows, inner] · W → [rows, outer]` in `form`.
-fn time_product(device: &Device, dtype: DType, rows: usize, inner: usize, outer: usize, form: ProductForm, iterations: usize) -> Result<f64> {
+/// Seconds of one product `[rows, inner] · W → [rows, outer]` in `form`, and the host seconds
+/// to queue it (means over `iterations` after one untimed run).
+fn time_product(device: &Device, dtype: DType, rows: usize, inner: usize, outer: usize, form: ProductForm, iterations: usize) -> Result<(f64, f64)> {
     let random = |shape: [usize; 2]| Tensor::<2>::random(shape, burn::tensor::Distribution::Normal(0.0, 0.02), (device, dtype));
     let x = random([rows, inner]);
     let w = match form {
-        ProductForm::OutInView => random([outer, inner]).transpose(),
+        ProductForm::OutInView | ProductForm::WeightLhs => random([outer, inner]).transpose(),
         _ => random([inner, outer]),
     };
+    let product = || match form {
+        ProductForm::InOut | ProductForm::OutInView => x.clone().matmul(w.clone()),
+        ProductForm::WeightLhs => w.clone().transpose().matmul(x.clone().transpose()).transpose(),
+        ProductForm::SplitK { splits } => {
+            let part = inner / splits;
+            let xs = x.clone().reshape([rows, splits, part]).swap_dims(0, 1);
+            let ws = w.clone().reshape([splits, part, outer]);
+            xs.matmul(ws).sum_dim(0).reshape([rows, outer])
+        }
+    };
+    let mut outputs = vec![product()];
     sync(device)?;
-    let mut out = None;
-    let secs = time_synced(device, iterations, || {
-        out = Some(match form {
-            ProductForm::InOut | ProductForm::OutInView => x.clone().matmul(w.clone()),
-            ProductForm::SplitK { splits } => {
-                let part = inner / splits;
-                let xs = x.clone().reshape([rows, splits, part]).swap_dims(0, 1);
-                let ws = w.clone().reshape([splits, part, outer]);
-                xs.matmul(ws).sum_dim(0).reshape([rows, outer])
-            }
-        });
-        Ok(())
-    })?;
-    drop(out);
-    Ok(secs)
+    let n = iterations.max(1);
+    let start = Instant::now();
+    // Kept alive until the end, so that no product's buffer is reused by the next.
+    outputs.extend((0..n).map(|_| product()));
+    let queued = start.elapsed().as_secs_f64();
+    sync(device)?;
+    let secs = start.elapsed().as_secs_f64();
+    drop(outputs);
+    Ok((secs / n as f64, queued / n as f64))
 }
 
 /// Prefill and one decode step with fused and with materialised attention.

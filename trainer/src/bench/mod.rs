@@ -125,7 +125,7 @@ pub struct GenerateBench {
     /// Give each prompt its own budget between `new_tokens / 8` and `new_tokens` (deterministic),
     /// like completions that stop at different lengths, so rows finish at different steps.
     pub varied_lengths: bool,
-    /// Attention without autodiff as one fused kernel ([`CausalLm::fused_attention`]).
+    /// Attention as one fused kernel ([`CausalLm::fused_attention`]).
     pub fused_attention: bool,
 }
 
@@ -199,7 +199,9 @@ pub struct DecodeProfile {
     pub roofline_fraction: f64,
 }
 
-/// Runs the generation benchmark: one short warm-up, then the timed run.
+/// Runs the generation benchmark: a warm-up, then the timed run. The warm-up generates 4 tokens
+/// per prompt, or with `varied_lengths` the whole varied run, so that the timed run meets the
+/// batch shapes of its halvings again, as every RL step after the first does.
 pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: &ProgressBar) -> Result<GenerateReport> {
     if bench.batch == 0 || bench.prompt_len == 0 || bench.new_tokens == 0 {
         return Err(Error::InvalidArgument("batch, prompt length and new tokens must be ≥ 1".into()));
@@ -224,7 +226,8 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
         max_batch_rows: bench.batch,
         prompt_keys: None,
     };
-    rollout::generate(&lm, &Steering::None, &[], &request(&|_| 4), &ProgressBar::hidden())?;
+    let warmup: &dyn Fn(usize) -> usize = if bench.varied_lengths { &|b| bench.budget(b) } else { &|_| 4 };
+    rollout::generate(&lm, &Steering::None, &[], &request(warmup), &ProgressBar::hidden())?;
     let start = Instant::now();
     let generation = rollout::generate(&lm, &Steering::None, &[], &request(&|b| bench.budget(b)), progress)?;
     let total_secs = start.elapsed().as_secs_f64();

@@ -64,9 +64,10 @@ pub enum BenchCommand {
         /// that stop at different lengths (the batch halves as rows finish).
         #[arg(long)]
         varied_lengths: bool,
-        /// Compute attention with materialised scores instead of the fused kernel.
+        /// Run attention as one fused kernel (`CausalLm::fused_attention`) instead of
+        /// materialising its scores.
         #[arg(long)]
-        materialised_attention: bool,
+        fused_attention: bool,
     },
     /// One RL training micro-step (forward, backward to the trainable parameters, clip, AdamW):
     /// seconds, tokens/s, device memory, and the host time of each phase.
@@ -90,10 +91,10 @@ pub enum BenchCommand {
         /// layer at a time (the trainer's `recompute_layers: false`).
         #[arg(long)]
         whole_graph: bool,
-        /// Compute the forward pass's attention with materialised scores instead of the fused
-        /// kernel (passes with autodiff always materialise them).
+        /// Run the forward pass's attention as one fused kernel (passes with autodiff always
+        /// materialise the scores).
         #[arg(long)]
-        materialised_attention: bool,
+        fused_attention: bool,
     },
     /// The matrix products of the shape's linear maps at a decode step's and a training
     /// micro-step's row counts, in several layouts and formulations (ms, TFLOP/s, weight GB/s),
@@ -159,7 +160,7 @@ pub enum BenchCommand {
 /// Runs `trainer bench`; prints one JSON line per report.
 pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
     match &args.which {
-        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, materialised_attention } => {
+        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, fused_attention } => {
             let device = on.backend.device_for(on.dtype)?;
             let settings = GenerateBench {
                 shape: on.shape.clone(),
@@ -170,14 +171,14 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 seed: on.seed,
                 profile: *profile,
                 varied_lengths: *varied_lengths,
-                fused_attention: !*materialised_attention,
+                fused_attention: *fused_attention,
             };
             let bar = super::progress_bar((batch * new_tokens) as u64, "generating", quiet);
             let report = bench::generate(&settings, &device, on.dtype.dtype(), &bar)?;
             bar.finish_and_clear();
             println!("{}", serde_json::to_string(&report)?);
         }
-        BenchCommand::TrainStep { on, setup, micro_batch, seq_len, repeats, whole_graph, materialised_attention } => {
+        BenchCommand::TrainStep { on, setup, micro_batch, seq_len, repeats, whole_graph, fused_attention } => {
             let device = on.backend.device_for(on.dtype)?;
             let settings = TrainStepBench {
                 shape: on.shape.clone(),
@@ -187,7 +188,7 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 repeats: *repeats,
                 seed: on.seed,
                 recompute_layers: !*whole_graph,
-                fused_attention: !*materialised_attention,
+                fused_attention: *fused_attention,
             };
             println!("{}", serde_json::to_string(&bench::train_step(&settings, &device, on.dtype.dtype())?)?);
         }

@@ -348,10 +348,12 @@ pub struct CausalLm {
     /// (attention scores, logits); longer work is split into pieces. Default
     /// [`MAX_BUFFER_BYTES`].
     pub chunk_bytes: usize,
-    /// Attention of passes without autodiff (generation, evaluation, the forward pass of layer
-    /// recomputation) runs as one fused kernel (`burn::tensor::module::attention`: flash
-    /// attention on CubeCL backends) that never materialises the scores; `false` computes them
-    /// (the way passes with autodiff always do). Default `true`.
+    /// When set, attention of passes without autodiff (generation, evaluation, the forward pass
+    /// of layer recomputation) runs as one fused kernel (`burn::tensor::module::attention`: flash
+    /// attention on CubeCL backends) that never materialises the scores; passes with autodiff
+    /// always materialise them. Default `false`: on an H200 through Vulkan the fused kernel was
+    /// no faster (prefill 507 against 473 ms, a decode step 61 against 62 ms at 64 × 256 tokens)
+    /// and every new key length autotunes it again (docs/performance.md).
     pub fused_attention: bool,
     embed_tokens: Tensor<2>,
     layers: Vec<DecoderLayer>,
@@ -403,7 +405,7 @@ impl CausalLm {
             dtype,
             length_multiple: default_length_multiple(device),
             chunk_bytes: MAX_BUFFER_BYTES,
-            fused_attention: true,
+            fused_attention: false,
             embed_tokens,
             layers,
             norm,
