@@ -72,9 +72,9 @@ fn train_step_reports_every_setup() {
 fn kernels_time_every_product_form_and_fused_attention_matches_the_materialised_one() {
     let report = &bench(&["kernels", "--batch", "4", "--prompt-len", "12", "--micro-batch", "2", "--seq-len", "16", "--iterations", "2"])[0];
     let products = report["products"].as_array().unwrap();
-    // 6 maps; at 4 rows: two layouts, the weight on the left, and K split in 4 and 16 (every K
-    // of the tiny model is a multiple of 16); at 2 × 16 rows: the two layouts.
-    assert_eq!(products.len(), 6 * (5 + 2), "{report}");
+    // 6 maps; at 4 rows: two layouts, the decode kernel, the weight on the left, and K split in
+    // 4 and 16 (every K of the tiny model is a multiple of 16); at 2 × 16 rows: the two layouts.
+    assert_eq!(products.len(), 6 * (6 + 2), "{report}");
     for p in products {
         assert!(positive(&p["ms"]) && positive(&p["tflops"]) && positive(&p["weight_gbps"]), "{p}");
         assert!(positive(&p["queue_ms"]) && p["queue_ms"].as_f64() <= p["ms"].as_f64(), "{p}");
@@ -83,6 +83,12 @@ fn kernels_time_every_product_form_and_fused_attention_matches_the_materialised_
     }
     let gate = products.iter().find(|p| p["map"] == "gate_up_proj").unwrap();
     assert_eq!((gate["inner"].as_u64(), gate["outer"].as_u64()), (Some(64), Some(128)), "{gate}");
+    let checks = report["kernel_checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 4 + 6, "awkward sizes and every map: {report}");
+    for c in checks {
+        let d = c["relative_difference"].as_f64().unwrap();
+        assert!((0.0..1e-5).contains(&d), "the decode kernel's CPU path is burn's matmul: {c}");
+    }
     let attention = &report["attention"];
     for key in ["prefill_fused_ms", "prefill_materialised_ms", "decode_fused_ms", "decode_materialised_ms"] {
         assert!(positive(&attention[key]), "{key}: {attention}");

@@ -11,6 +11,7 @@ use std::time::Instant;
 use super::{ShapeSpec, sync, synthetic_prompt, time_synced};
 use crate::device::host_f32;
 use crate::error::{Error, Result};
+use crate::model::decode_product::decode_product;
 use crate::model::{CausalLm, KvCache, RandomWeights};
 use crate::steering::Steering;
 
@@ -45,6 +46,8 @@ pub enum ProductForm {
     /// The weight `[N, K]` as the left operand: `(W · xᵀ)ᵀ`, a product with many rows and few
     /// columns.
     WeightLhs,
+    /// The trainer's decode-product kernel ([`decode_product`]) on the checkpoint layout `[N, K]`.
+    DecodeKernel,
     /// `K` split into `splits` slices: one batched product `[S, M, K/S] × [S, K/S, N]`, then a
     /// sum over the slices (more independent work for a few rows).
     SplitK {
@@ -105,8 +108,49 @@ pub struct KernelReport {
     pub device: String,
     /// Every product, by map, then rows, then form.
     pub products: Vec<ProductTiming>,
+    /// The decode-product kernel against burn's `matmul` on random operands of awkward sizes
+    /// (rows, columns and `K` that its blocks and vectors do not divide) and of every map.
+    pub kernel_checks: Vec<KernelCheck>,
+    /// The largest relative difference the checks accept ([`kernel_tolerance`] of the dtype).
+    pub kernel_tolerance: f64,
     /// Fused against materialised attention.
     pub attention: AttentionComparison,
+}
+
+impl KernelReport {
+    /// An error naming the first kernel check whose difference exceeds the tolerance.
+    pub fn verify(&self) -> Result<()> {
+        let tolerance = self.kernel_tolerance;
+        match self.kernel_checks.iter().find(|c| !(c.relative_difference <= tolerance)) {
+            None => Ok(()),
+            Some(c) => Err(Error::Backend(format!(
+                "the decode-product kernel differs from burn's matmul at [{}, {}] × [{}, {}]: relative difference {:e}, expected at most {tolerance:e}",
+                c.rows, c.inner, c.inner, c.outer, c.relative_difference
+            ))),
+        }
+    }
+}
+
+/// One check of the decode-product kernel.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelCheck {
+    /// `M`.
+    pub rows: usize,
+    /// `K`.
+    pub inner: usize,
+    /// `N`.
+    pub outer: usize,
+    /// `max |kernel − matmul| / max |matmul|`.
+    pub relative_difference: f64,
+}
+
+/// Largest relative difference [`kernels`] accepts between the decode-product kernel and burn's
+/// `matmul`: both accumulate in f32 but round inputs and outputs to the compute dtype.
+pub fn kernel_tolerance(dtype: DType) -> f64 {
+    match dtype {
+        DType::F64 | DType::F32 => 1e-5,
+        _ => 1e-2,
+    }
 }
 
 /// Runs the kernel benchmark.
@@ -131,7 +175,7 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
         for rows in [bench.batch, bench.micro_batch * bench.seq_len] {
             let mut forms = vec![ProductForm::InOut, ProductForm::OutInView];
             if rows == bench.batch {
-                forms.push(ProductForm::WeightLhs);
+                forms.extend([ProductForm::DecodeKernel, ProductForm::WeightLhs]);
                 forms.extend([4, 16].into_iter().filter(|s| inner % s == 0).map(|splits| ProductForm::SplitK { splits }));
             }
             for form in forms {
@@ -143,9 +187,16 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
             }
         }
     }
+    let mut shapes = vec![(1, 13, 7), (5, 1542, 257), (bench.batch, 36, 3), (bench.batch + 3, 68, 9)];
+    shapes.extend(maps.iter().map(|&(_, inner, outer)| (bench.batch, inner, outer)));
+    let mut kernel_checks = Vec::new();
+    for (rows, inner, outer) in shapes {
+        let relative_difference = check_kernel(device, dtype, rows, inner, outer)?;
+        kernel_checks.push(KernelCheck { rows, inner, outer, relative_difference });
+    }
     let lm = CausalLm::load(config, &RandomWeights { std: 0.02 }, device, dtype)?;
     let attention = compare_attention(&lm, bench)?;
-    Ok(KernelReport { settings: bench.clone(), dtype: format!("{dtype:?}"), device: format!("{device:?}"), products, attention })
+    Ok(KernelReport { settings: bench.clone(), dtype: format!("{dtype:?}"), device: format!("{device:?}"), products, kernel_checks, kernel_tolerance: kernel_tolerance(dtype), attention })
 }
 
 /// Seconds of one product `[rows, inner] · W → [rows, outer]` in `form`, and the host seconds
@@ -154,12 +205,13 @@ fn time_product(device: &Device, dtype: DType, rows: usize, inner: usize, outer:
     let random = |shape: [usize; 2]| Tensor::<2>::random(shape, burn::tensor::Distribution::Normal(0.0, 0.02), (device, dtype));
     let x = random([rows, inner]);
     let w = match form {
-        ProductForm::OutInView | ProductForm::WeightLhs => random([outer, inner]).transpose(),
+        ProductForm::OutInView | ProductForm::WeightLhs | ProductForm::DecodeKernel => random([outer, inner]).transpose(),
         _ => random([inner, outer]),
     };
     let product = || match form {
         ProductForm::InOut | ProductForm::OutInView => x.clone().matmul(w.clone()),
         ProductForm::WeightLhs => w.clone().transpose().matmul(x.clone().transpose()).transpose(),
+        ProductForm::DecodeKernel => decode_product(x.clone(), w.clone().transpose()),
         ProductForm::SplitK { splits } => {
             let part = inner / splits;
             let xs = x.clone().reshape([rows, splits, part]).swap_dims(0, 1);
@@ -178,6 +230,14 @@ fn time_product(device: &Device, dtype: DType, rows: usize, inner: usize, outer:
     let secs = start.elapsed().as_secs_f64();
     drop(outputs);
     Ok((secs / n as f64, queued / n as f64))
+}
+
+/// The relative difference of the decode-product kernel and burn's `matmul` on random operands.
+fn check_kernel(device: &Device, dtype: DType, rows: usize, inner: usize, outer: usize) -> Result<f64> {
+    let random = |shape: [usize; 2]| Tensor::<2>::random(shape, burn::tensor::Distribution::Normal(0.0, 1.0), (device, dtype));
+    let (x, w) = (random([rows, inner]), random([outer, inner]));
+    let expected = x.clone().matmul(w.clone().transpose());
+    relative_difference(decode_product(x, w), expected)
 }
 
 /// Prefill and one decode step with fused and with materialised attention.
@@ -219,7 +279,7 @@ fn compare_attention(lm: &CausalLm, bench: &KernelBench) -> Result<AttentionComp
 }
 
 /// `max |a − b| / max |b|`, computed in f32.
-fn relative_difference(a: Tensor<3>, b: Tensor<3>) -> Result<f64> {
+fn relative_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Result<f64> {
     let (a, b) = (a.cast(DType::F32), b.cast(DType::F32));
     let scale = host_f32(b.clone().abs().max(), "the hidden states' largest magnitude")?[0];
     let diff = host_f32((a - b).abs().max(), "the largest difference of the hidden states")?[0];

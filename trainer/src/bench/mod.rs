@@ -17,7 +17,7 @@ use crate::rollout::{self, GenerationRequest, SamplingParams, sampling};
 use crate::steering::Steering;
 
 mod kernels;
-pub use kernels::{AttentionComparison, KernelBench, KernelReport, ProductForm, ProductTiming, kernels};
+pub use kernels::{AttentionComparison, KernelBench, KernelCheck, KernelReport, ProductForm, ProductTiming, kernel_tolerance, kernels};
 
 /// The model shapes with presets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]

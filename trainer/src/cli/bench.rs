@@ -98,8 +98,9 @@ pub enum BenchCommand {
     },
     /// The matrix products of the shape's linear maps at a decode step's and a training
     /// micro-step's row counts, in several layouts and formulations (ms, TFLOP/s, weight GB/s),
-    /// and fused against materialised attention in a prefill and a decode step (ms, and the
-    /// relative difference of the hidden states).
+    /// the decode-product kernel against burn's matmul on random operands (fails when they
+    /// differ by more than the dtype's tolerance), and fused against materialised attention in a
+    /// prefill and a decode step (ms, and the relative difference of the hidden states).
     Kernels {
         /// Shape, seed, backend, dtype.
         #[command(flatten)]
@@ -203,7 +204,10 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 iterations: *iterations,
                 seed: on.seed,
             };
-            println!("{}", serde_json::to_string(&bench::kernels(&settings, &device, on.dtype.dtype())?)?);
+            let report = bench::kernels(&settings, &device, on.dtype.dtype())?;
+            println!("{}", serde_json::to_string(&report)?);
+            // After printing, so that a failed check still shows every measurement.
+            report.verify()?;
         }
         BenchCommand::RlStep { on, devices, workers, prompts, generations, prompt_len, new_tokens, micro_batch, steps, tokenizer } => {
             let devices = devices.devices(on.backend, on.dtype)?;

@@ -2,6 +2,7 @@
 //! rotary embeddings, the tokenizer with its chat template, and prompt construction.
 
 pub mod config;
+pub mod decode_product;
 pub mod prompt;
 pub mod recompute;
 pub mod rope;

@@ -22,6 +22,7 @@ use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::model::config::{Architecture, ModelConfig};
+use crate::model::decode_product;
 use crate::model::rope::{RopeTables, apply_rotary};
 use crate::model::weights::{TensorSource, Weight, WeightMap};
 use crate::steering::{LoraPair, Steering};
@@ -355,6 +356,10 @@ pub struct CausalLm {
     /// no faster (prefill 507 against 473 ms, a decode step 61 against 62 ms at 64 × 256 tokens)
     /// and every new key length autotunes it again (docs/performance.md).
     pub fused_attention: bool,
+    /// Products of a decode step (at most [`decode_product::MAX_ROWS`] rows, without autodiff)
+    /// run as the trainer's own kernel ([`decode_product`]) instead of burn's `matmul`.
+    /// Default `true`; on the CPU backend both are the same `matmul`.
+    pub decode_kernel: bool,
     embed_tokens: Tensor<2>,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
@@ -406,6 +411,7 @@ impl CausalLm {
             length_multiple: default_length_multiple(device),
             chunk_bytes: MAX_BUFFER_BYTES,
             fused_attention: false,
+            decode_kernel: true,
             embed_tokens,
             layers,
             norm,
@@ -462,6 +468,7 @@ impl CausalLm {
         model.length_multiple = self.length_multiple;
         model.chunk_bytes = self.chunk_bytes;
         model.fused_attention = self.fused_attention;
+        model.decode_kernel = self.decode_kernel;
         Ok(model)
     }
 
@@ -700,15 +707,32 @@ impl CausalLm {
         h + mlp_out
     }
 
+    /// `lin(x)` for `x [B, S, in]`: products of at most [`decode_product::MAX_ROWS`] rows
+    /// without autodiff (a decode step's) run as the decode-product kernel when
+    /// [`CausalLm::decode_kernel`] is set, the rest as burn's `linear`.
+    fn linear(&self, lin: &Linear, x: Tensor<3>) -> Tensor<3> {
+        let [b, s, k] = x.dims();
+        if !self.decode_kernel || b * s > decode_product::MAX_ROWS || x.is_autodiff() {
+            return lin.forward(x);
+        }
+        let y = decode_product::decode_product(x.reshape([b * s, k]), lin.weight.clone().transpose());
+        let y = match &lin.bias {
+            Some(bias) => y + bias.clone().unsqueeze::<2>(),
+            None => y,
+        };
+        let n = y.dims()[1];
+        y.reshape([b, s, n])
+    }
+
     /// q `[B,S,H_q·hd]`, k and v `[B,S,H_kv·hd]` (after OLMo2's q/k norms, before RoPE).
     fn qkv(&self, layer: &DecoderLayer, x: Tensor<3>) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
-        let mut q = layer.q_proj.forward(x.clone());
-        let mut k = layer.k_proj.forward(x.clone());
+        let mut q = self.linear(&layer.q_proj, x.clone());
+        let mut k = self.linear(&layer.k_proj, x.clone());
         if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
             q = qn.forward(q);
             k = kn.forward(k);
         }
-        (q, k, layer.v_proj.forward(x))
+        (q, k, self.linear(&layer.v_proj, x))
     }
 
     /// Takes each head of q, k, v from the vanilla or the steered projections, as `patch` says.
@@ -766,7 +790,7 @@ impl CausalLm {
         } else {
             self.materialised_attention(q, k, v, &pass.mask)
         };
-        layer.o_proj.forward(out.swap_dims(1, 2).reshape([b, s, nh * hd]))
+        self.linear(&layer.o_proj, out.swap_dims(1, 2).reshape([b, s, nh * hd]))
     }
 
     /// Grouped-query attention without repeating k and v: the `rep = H_q / H_kv` query heads of
@@ -829,13 +853,13 @@ impl CausalLm {
 
     /// `down_proj(z) + (z·A)·B + vector` with `z = silu(gate_proj(x)) * up_proj(x)`.
     fn mlp(&self, layer: &DecoderLayer, x: Tensor<3>, vector: Option<&Tensor<1>>, lora: Option<&LoraPair>) -> Tensor<3> {
-        let gated = silu(layer.gate_proj.forward(x.clone())) * layer.up_proj.forward(x);
+        let gated = silu(self.linear(&layer.gate_proj, x.clone())) * self.linear(&layer.up_proj, x);
         let out = match lora {
             Some(LoraPair { a, b }) => {
                 let delta = linear_rows(linear_rows(gated.clone(), a.clone().cast(self.dtype), None), b.clone().cast(self.dtype), None);
-                layer.down_proj.forward(gated) + delta
+                self.linear(&layer.down_proj, gated) + delta
             }
-            None => layer.down_proj.forward(gated),
+            None => self.linear(&layer.down_proj, gated),
         };
         match vector {
             Some(v) => out + v.clone().cast(self.dtype).unsqueeze::<3>(),
