@@ -127,6 +127,8 @@ pub struct GenerateBench {
     pub varied_lengths: bool,
     /// Attention as one fused kernel ([`CausalLm::fused_attention`]).
     pub fused_attention: bool,
+    /// Decode-step products through the trainer's kernel ([`CausalLm::decode_kernel`]).
+    pub decode_kernel: bool,
 }
 
 impl GenerateBench {
@@ -212,6 +214,7 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     let start = Instant::now();
     let mut lm = CausalLm::load(config, &RandomWeights { std: 0.02 }, device, dtype)?;
     lm.fused_attention = bench.fused_attention;
+    lm.decode_kernel = bench.decode_kernel;
     crate::device::sync(device, "loading the weights")?;
     let load_secs = start.elapsed().as_secs_f64();
     // Deterministic pseudo-random prompt tokens.
