@@ -2,7 +2,7 @@
 # Run on the device machine (nvidia-h200, or nvidia-h200-x2/x4 for the multi-GPU steps) from the
 # repository root, carrying `.gl` (Vulkan loader debs) and `.dev` (the stripped, gzipped `trainer`
 # binary as .dev/trainer.gz and ../shared/bench/torch_baseline.py). Each stage has its own time
-# limit in seconds (KERN_S, RL_S, GEN_S, GENV_S, GENF_S, GENS_S, TRAIN_S, TRAIN_WG_S, TRAINF_S, GEN7_S, TRAIN7_S, TORCH_S,
+# limit in seconds (KERN_S, RL_S, GEN_S, GENV_S, GENF_S, GENK_S, TRAIN_S, TRAIN_WG_S, TRAINF_S, GEN7_S, TRAIN7_S, TORCH_S,
 # PROFILE_S, PROFILE_KERN_S; 0 skips
 # a stage; TRAIN_SETUPS picks the 1.5B micro-steps, TORCH_SHAPES the PyTorch shapes)
 # so a slow one cannot eat the others, and stages append to one file each in $OUT (the device tool
@@ -16,8 +16,8 @@
 #   generate.log       generation, 64 × 256 + 256 tokens: the 1.5B shape with a decode-step
 #                      profile and the copy-bandwidth roofline (GEN_S), the 1.5B shape with
 #                      budgets from 32 to 256 tokens, so that the batch halves (GENV_S), the 1.5B
-#                      shape with fused attention (GENF_S), with burn's products in decode steps
-#                      (GENS_S), then the 7B shape (GEN7_S)
+#                      shape with fused attention (GENF_S), with the trainer's decode-product
+#                      kernel (GENK_S), then the 7B shape (GEN7_S)
 #   train_step.log     the RL micro-step, 4 × 1024 tokens: steering, LoRA and the full model on the
 #                      1.5B shape (TRAIN_S each), steering keeping the whole graph (TRAIN_WG_S),
 #                      steering with fused attention (TRAINF_S), then steering on the 7B
@@ -53,7 +53,7 @@ stage ${RL_S:-240} rl_step.log $T bench rl-step --shape $S15 --devices ${RL_DEVI
 stage ${GEN_S:-100} generate.log $T $GEN --shape $S15 --profile $V
 stage ${GENV_S:-0} generate.log $T $GEN --shape $S15 --varied-lengths $V
 stage ${GENF_S:-0} generate.log $T $GEN --shape $S15 --fused-attention $V
-stage ${GENS_S:-0} generate.log $T $GEN --shape $S15 --stock-products $V
+stage ${GENK_S:-0} generate.log $T $GEN --shape $S15 --decode-kernel $V
 for setup in ${TRAIN_SETUPS:-steering lora full-model}; do
   stage ${TRAIN_S:-100} train_step.log $T $TRAIN --shape $S15 --setup $setup $V
 done

@@ -5,8 +5,9 @@
 //! log-probabilities with respect to those vectors (relative error < 1e-3). Generation and
 //! log-probabilities are also checked with sequence lengths padded to a multiple of 16 (what GPU
 //! models do, `CausalLm::length_multiple`), and with attention and log-probabilities computed in
-//! small pieces (`CausalLm::chunk_bytes`), and with the backend's fused attention kernel in
-//! passes without autodiff (`CausalLm::fused_attention`).
+//! small pieces (`CausalLm::chunk_bytes`), and with the backend's fused attention kernel and the
+//! decode-product routing in passes without autodiff (`CausalLm::fused_attention`,
+//! `CausalLm::decode_kernel`; on the CPU the latter's product is burn's `matmul`).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -29,15 +30,17 @@ struct Variant {
     length_multiple: Option<usize>,
     chunk_bytes: Option<usize>,
     fused_attention: Option<bool>,
+    decode_kernel: Option<bool>,
 }
 
 /// Lengths padded to multiples of 16, as GPU models pad to 64.
-const PADDED: Variant = Variant { length_multiple: Some(16), chunk_bytes: None, fused_attention: None };
+const PADDED: Variant = Variant { length_multiple: Some(16), chunk_bytes: None, fused_attention: None, decode_kernel: None };
 /// Pieces so small that attention takes a few query positions at a time and the log-probability
 /// pass one position at a time.
-const CHUNKED: Variant = Variant { length_multiple: None, chunk_bytes: Some(2048), fused_attention: None };
-/// Attention of passes without autodiff as one fused kernel, with padded lengths.
-const FUSED: Variant = Variant { length_multiple: Some(16), chunk_bytes: None, fused_attention: Some(true) };
+const CHUNKED: Variant = Variant { length_multiple: None, chunk_bytes: Some(2048), fused_attention: None, decode_kernel: None };
+/// Attention of passes without autodiff as one fused kernel and decode-step products through
+/// the decode-product routing, with padded lengths.
+const FUSED: Variant = Variant { length_multiple: Some(16), chunk_bytes: None, fused_attention: Some(true), decode_kernel: Some(true) };
 
 fn load(name: &str) -> (CausalLm, Reference) {
     load_variant(name, Variant::default())
@@ -53,6 +56,9 @@ fn load_variant(name: &str, variant: Variant) -> (CausalLm, Reference) {
     }
     if let Some(fused) = variant.fused_attention {
         lm.fused_attention = fused;
+    }
+    if let Some(kernel) = variant.decode_kernel {
+        lm.decode_kernel = kernel;
     }
     (lm, Reference::load(name))
 }
@@ -206,7 +212,7 @@ fn attention_and_log_probabilities_in_small_pieces_match_transformers() {
 }
 
 #[test]
-fn fused_attention_matches_transformers() {
+fn fused_attention_and_the_decode_product_routing_match_transformers() {
     for name in ARCHS {
         check_logits(name, true, FUSED);
         check_greedy(name, true, FUSED);

@@ -121,7 +121,7 @@ impl KernelReport {
     /// An error naming the first kernel check whose difference exceeds the tolerance.
     pub fn verify(&self) -> Result<()> {
         let tolerance = self.kernel_tolerance;
-        match self.kernel_checks.iter().find(|c| !(c.relative_difference <= tolerance)) {
+        match self.kernel_checks.iter().find(|c| c.relative_difference.is_nan() || c.relative_difference > tolerance) {
             None => Ok(()),
             Some(c) => Err(Error::Backend(format!(
                 "the decode-product kernel differs from burn's matmul at [{}, {}] × [{}, {}]: relative difference {:e}, expected at most {tolerance:e}",
@@ -284,4 +284,44 @@ fn relative_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Result<f64
     let scale = host_f32(b.clone().abs().max(), "the hidden states' largest magnitude")?[0];
     let diff = host_f32((a - b).abs().max(), "the largest difference of the hidden states")?[0];
     Ok(f64::from(diff) / f64::from(scale).max(f64::MIN_POSITIVE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(differences: &[f64]) -> KernelReport {
+        KernelReport {
+            settings: KernelBench {
+                shape: ShapeSpec::Preset(super::super::Shape::QwenMath1_5b),
+                batch: 64,
+                prompt_len: 256,
+                micro_batch: 4,
+                seq_len: 1024,
+                iterations: 8,
+                seed: 0,
+            },
+            dtype: "F16".into(),
+            device: "test".into(),
+            products: Vec::new(),
+            kernel_checks: differences.iter().map(|&d| KernelCheck { rows: 5, inner: 1542, outer: 257, relative_difference: d }).collect(),
+            kernel_tolerance: kernel_tolerance(DType::F16),
+            attention: AttentionComparison {
+                prefill_fused_ms: 1.0,
+                prefill_materialised_ms: 1.0,
+                prefill_relative_difference: 0.0,
+                decode_fused_ms: 1.0,
+                decode_materialised_ms: 1.0,
+                decode_relative_difference: 0.0,
+            },
+        }
+    }
+
+    #[test]
+    fn verification_fails_on_a_difference_beyond_the_tolerance_or_not_a_number() {
+        assert!(report(&[0.0, 5e-4]).verify().is_ok());
+        let err = report(&[5e-4, 0.03]).verify().expect_err("3 % exceeds the f16 tolerance").to_string();
+        assert!(err.contains("[5, 1542] × [1542, 257]") && err.contains("3e-2"), "{err}");
+        assert!(report(&[f64::NAN]).verify().is_err(), "NaN is a failure");
+    }
 }

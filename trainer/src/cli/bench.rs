@@ -68,9 +68,10 @@ pub enum BenchCommand {
         /// materialising its scores.
         #[arg(long)]
         fused_attention: bool,
-        /// Run the decode step's products as burn's matmul instead of the trainer's kernel.
+        /// Run the decode step's products as the trainer's kernel (`CausalLm::decode_kernel`)
+        /// instead of burn's.
         #[arg(long)]
-        stock_products: bool,
+        decode_kernel: bool,
     },
     /// One RL training micro-step (forward, backward to the trainable parameters, clip, AdamW):
     /// seconds, tokens/s, device memory, and the host time of each phase.
@@ -164,7 +165,7 @@ pub enum BenchCommand {
 /// Runs `trainer bench`; prints one JSON line per report.
 pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
     match &args.which {
-        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, fused_attention, stock_products } => {
+        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, fused_attention, decode_kernel } => {
             let device = on.backend.device_for(on.dtype)?;
             let settings = GenerateBench {
                 shape: on.shape.clone(),
@@ -176,7 +177,7 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 profile: *profile,
                 varied_lengths: *varied_lengths,
                 fused_attention: *fused_attention,
-                decode_kernel: !*stock_products,
+                decode_kernel: *decode_kernel,
             };
             let bar = super::progress_bar((batch * new_tokens) as u64, "generating", quiet);
             let report = bench::generate(&settings, &device, on.dtype.dtype(), &bar)?;

@@ -9,7 +9,10 @@
 //! product. Accumulation is in f32. Planes that share columns sit in the same cube, so the rows'
 //! groups read the same weight vectors from cache.
 //!
-//! On backends other than CubeCL (the CPU's flex) the product is burn's `matmul`.
+//! On backends other than CubeCL (the CPU's flex) the product is burn's `matmul`. The kernel is
+//! checked against burn's `matmul` on the device by `trainer bench kernels` (relative difference
+//! at most 5·10⁻⁴ in f16 on an H200, docs/performance.md); it is off by default
+//! ([`CausalLm::decode_kernel`](crate::model::CausalLm::decode_kernel)).
 
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
@@ -31,7 +34,7 @@ pub const COLS: usize = 4;
 /// Planes per cube.
 const PLANES: u32 = 8;
 /// Most rows [`CausalLm`](crate::model::CausalLm) sends through this kernel (a decode step's
-/// batch); larger products go to burn's `matmul`.
+/// batch); larger products go to burn's `linear`.
 pub const MAX_ROWS: usize = 64;
 
 /// The shape of `x [M, K] · w [N, K]ᵀ`.
@@ -69,7 +72,7 @@ pub fn decode_product(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
 /// The widest vector (4, 2 or 1 elements) that divides `k`. (Eight-element vectors are split
 /// into two by CubeCL's SPIR-V compilation, whose split does not support their horizontal sum.)
 fn vector_size(k: usize) -> usize {
-    [4, 2].into_iter().find(|v| k % v == 0).unwrap_or(1)
+    [4, 2].into_iter().find(|&v| k.is_multiple_of(v)).unwrap_or(1)
 }
 
 fn launch(x: CubeTensor, w: CubeTensor) -> CubeTensor {
@@ -159,6 +162,36 @@ mod kernel {
                 if UNIT_POS_X == 0 && row0 + r < m && col0 + c < n {
                     out[(row0 + r) * n + col0 + c] = F::cast_from(total);
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{DType, Device, Tensor, TensorData};
+
+    use super::*;
+
+    #[test]
+    fn vectors_are_the_widest_of_four_two_or_one_elements_that_divide_k() {
+        assert_eq!([vector_size(1536), vector_size(1542), vector_size(13), vector_size(8)], [4, 2, 1, 4]);
+    }
+
+    #[test]
+    fn the_product_matches_a_float64_recomputation() {
+        let (m, k, n) = (5, 13, 7);
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 31 % 17) as f32 - 8.0) / 5.0).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| ((i * 7 % 23) as f32 - 11.0) / 9.0).collect();
+        let device = Device::flex();
+        let tensor = |v: &[f32], shape: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), shape), &device);
+        let got: Vec<f32> = decode_product(tensor(&x, [m, k]), tensor(&w, [n, k])).cast(DType::F32).into_data().iter::<f32>().collect();
+        assert_eq!(got.len(), m * n);
+        for r in 0..m {
+            for c in 0..n {
+                let want: f64 = (0..k).map(|i| f64::from(x[r * k + i]) * f64::from(w[c * k + i])).sum();
+                let g = f64::from(got[r * n + c]);
+                assert!((g - want).abs() <= 1e-5 * want.abs().max(1.0), "[{r}, {c}]: {g} against {want}");
             }
         }
     }
