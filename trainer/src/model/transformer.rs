@@ -11,9 +11,8 @@
 //! Weights are frozen tensors on a device without autodiff; steering tensors may be tracked,
 //! so gradients flow to them only (no weight gradient is ever computed).
 
-use std::collections::BTreeMap;
-
 use std::cell::OnceCell;
+use std::collections::BTreeMap;
 
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::module::{attention, linear};
