@@ -3,7 +3,7 @@
 //! and the fused attention against the materialised one (time, and the relative difference of
 //! the hidden states, so that the fused kernel is checked on the device that runs it).
 
-use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor};
 use serde::Serialize;
 
 use std::time::Instant;
@@ -12,7 +12,7 @@ use super::{ShapeSpec, sync, synthetic_prompt, time_synced};
 use crate::device::host_f32;
 use crate::error::{Error, Result};
 use crate::model::decode_product::decode_product;
-use crate::model::{CausalLm, KvCache, RandomWeights};
+use crate::model::{CausalLm, KvCache, RandomWeights, token_tensor};
 use crate::steering::Steering;
 
 /// Settings of the kernel benchmark.
@@ -202,7 +202,7 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
 /// Seconds of one product `[rows, inner] · W → [rows, outer]` in `form`, and the host seconds
 /// to queue it (means over `iterations` after one untimed run).
 fn time_product(device: &Device, dtype: DType, rows: usize, inner: usize, outer: usize, form: ProductForm, iterations: usize) -> Result<(f64, f64)> {
-    let random = |shape: [usize; 2]| Tensor::<2>::random(shape, burn::tensor::Distribution::Normal(0.0, 0.02), (device, dtype));
+    let random = |shape| random_matrix(shape, 0.02, device, dtype);
     let x = random([rows, inner]);
     let w = match form {
         ProductForm::OutInView | ProductForm::WeightLhs | ProductForm::DecodeKernel => random([outer, inner]).transpose(),
@@ -232,10 +232,14 @@ fn time_product(device: &Device, dtype: DType, rows: usize, inner: usize, outer:
     Ok((secs / n as f64, queued / n as f64))
 }
 
+/// A `shape` matrix of normal values with standard deviation `std`.
+fn random_matrix(shape: [usize; 2], std: f64, device: &Device, dtype: DType) -> Tensor<2> {
+    Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, std), (device, dtype))
+}
+
 /// The relative difference of the decode-product kernel and burn's `matmul` on random operands.
 fn check_kernel(device: &Device, dtype: DType, rows: usize, inner: usize, outer: usize) -> Result<f64> {
-    let random = |shape: [usize; 2]| Tensor::<2>::random(shape, burn::tensor::Distribution::Normal(0.0, 1.0), (device, dtype));
-    let (x, w) = (random([rows, inner]), random([outer, inner]));
+    let (x, w) = (random_matrix([rows, inner], 1.0, device, dtype), random_matrix([outer, inner], 1.0, device, dtype));
     let expected = x.clone().matmul(w.clone().transpose());
     relative_difference(decode_product(x, w), expected)
 }
@@ -247,11 +251,9 @@ fn compare_attention(lm: &CausalLm, bench: &KernelBench) -> Result<AttentionComp
     let prompts: Vec<Vec<u32>> = (0..bench.batch).map(|b| synthetic_prompt(b, bench.prompt_len - b % 8, vocab)).collect();
     let steps = bench.iterations + 2;
     let (tokens, width, layout) = lm.left_pad(&prompts, 0, steps);
-    let ids = |values: Vec<u32>, shape: [usize; 2]| {
-        Tensor::<2, Int>::from_data(TensorData::new(values.into_iter().map(i64::from).collect::<Vec<_>>(), shape), device)
-    };
-    let prompt_ids = ids(tokens, [bench.batch, width]);
-    let next = ids((0..bench.batch as u32).collect(), [bench.batch, 1]);
+    let prompt_ids = token_tensor(&tokens, [bench.batch, width], device);
+    let next_ids: Vec<u32> = (0..bench.batch as u32).collect();
+    let next = token_tensor(&next_ids, [bench.batch, 1], device);
     // (prefill seconds, decode seconds, prefill hidden, first decode hidden) of one mode.
     let run = |fused: bool| -> Result<(f64, f64, Tensor<3>, Tensor<3>)> {
         let mut lm = lm.clone();
@@ -281,8 +283,8 @@ fn compare_attention(lm: &CausalLm, bench: &KernelBench) -> Result<AttentionComp
 /// `max |a − b| / max |b|`, computed in f32.
 fn relative_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Result<f64> {
     let (a, b) = (a.cast(DType::F32), b.cast(DType::F32));
-    let scale = host_f32(b.clone().abs().max(), "the hidden states' largest magnitude")?[0];
-    let diff = host_f32((a - b).abs().max(), "the largest difference of the hidden states")?[0];
+    let scale = host_f32(b.clone().abs().max(), "the reference's largest magnitude")?[0];
+    let diff = host_f32((a - b).abs().max(), "the largest difference from the reference")?[0];
     Ok(f64::from(diff) / f64::from(scale).max(f64::MIN_POSITIVE))
 }
 

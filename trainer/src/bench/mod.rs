@@ -6,13 +6,13 @@
 
 use std::time::Instant;
 
-use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::model::config::{Architecture, Llama3RopeScaling, ModelConfig, RopeConfig};
-use crate::model::{CausalLm, RandomWeights};
+use crate::model::{CausalLm, RandomWeights, token_tensor};
 use crate::rollout::{self, GenerationRequest, SamplingParams, sampling};
 use crate::steering::Steering;
 
@@ -315,18 +315,15 @@ fn decode_profile(lm: &CausalLm, prompts: &[Vec<u32>], bench: &GenerateBench, pr
     let b = prompts.len();
     // Padded as generation pads them, so the parts are timed at the shapes a decode step has.
     let (tokens, width, layout) = lm.left_pad(prompts, 0, 2 * iterations + 2);
-    let ids = |values: Vec<u32>, shape: [usize; 2]| {
-        Tensor::<2, Int>::from_data(TensorData::new(values.into_iter().map(i64::from).collect::<Vec<_>>(), shape), device)
-    };
     let mut cache = lm.kv_cache(b, width + 2 * iterations + 2);
-    let out = lm.forward(ids(tokens, [b, width]), &layout, Some(&mut cache), &Steering::None, &[])?;
+    let out = lm.forward(token_tensor(&tokens, [b, width], device), &layout, Some(&mut cache), &Steering::None, &[])?;
     let h = lm.config.hidden_size;
     let mut hidden = out.hidden.narrow(1, width - 1, 1);
     sync(device)?;
     progress.set_message("profiling");
     let next: Vec<u32> = (0..b as u32).collect();
     let layers = time_synced(device, iterations, || {
-        hidden = lm.forward(ids(next.clone(), [b, 1]), &layout, Some(&mut cache), &Steering::None, &[])?.hidden;
+        hidden = lm.forward(token_tensor(&next, [b, 1], device), &layout, Some(&mut cache), &Steering::None, &[])?.hidden;
         Ok(())
     })?;
     let mut logits = lm.logits(hidden.clone()).reshape([b, lm.config.vocab_size]);

@@ -27,7 +27,7 @@ use crate::demo::{fnv1a, tokenizer as demo_tokenizer};
 use crate::error::{Error, Result};
 use crate::model::prompt::PromptStyle;
 use crate::model::weights::{TensorSource, WeightMap};
-use crate::model::{BatchLayout, CausalLm, ModelConfig, ModelTokenizer};
+use crate::model::{BatchLayout, CausalLm, ModelConfig, ModelTokenizer, token_tensor};
 use crate::reward::{self, AnswerFormat};
 use crate::rollout::{self, GenerationRequest, SamplingParams};
 use crate::steering::Steering;
@@ -275,12 +275,9 @@ impl Batch {
 pub fn completion_loss(lm: &CausalLm, batch: &Batch) -> Result<Tensor<1>> {
     let device = &lm.device;
     let (b, s) = (batch.rows, batch.width);
-    let ints = |v: &[u32], shape: Vec<usize>| {
-        Tensor::<2, Int>::from_data(TensorData::new(v.iter().map(|&x| i64::from(x)).collect::<Vec<_>>(), shape), device)
-    };
-    let out = lm.forward(ints(&batch.inputs, vec![b, s]), &batch.layout, None, &Steering::None, &[])?;
+    let out = lm.forward(token_tensor(&batch.inputs, [b, s], device), &batch.layout, None, &Steering::None, &[])?;
     let logp = log_softmax(lm.logits(out.hidden), 2);
-    let targets: Tensor<3, Int> = ints(&batch.targets, vec![b, s]).reshape([b, s, 1]);
+    let targets: Tensor<3, Int> = token_tensor(&batch.targets, [b, s], device).reshape([b, s, 1]);
     let mask = Tensor::<2>::from_data(TensorData::new(batch.mask.clone(), [b, s]), device);
     let picked = logp.gather(2, targets).reshape([b, s]) * mask;
     Ok(picked.sum().neg().div_scalar(batch.completion_tokens().max(1) as f64))

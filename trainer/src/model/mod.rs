@@ -12,7 +12,7 @@ pub mod weights;
 
 use std::path::Path;
 
-use burn::tensor::{DType, Device};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 pub use config::{Architecture, ModelConfig};
 pub use tokenizer::{ChatMessage, ModelTokenizer};
@@ -20,6 +20,12 @@ pub use transformer::{BatchLayout, CausalLm, ForwardOutput, KvCache};
 pub use weights::{RandomWeights, TensorSource, Weights};
 
 use crate::error::Result;
+
+/// Token ids as the `[rows, columns]` integer tensor a forward pass takes.
+pub fn token_tensor(ids: &[u32], shape: [usize; 2], device: &Device) -> Tensor<2, Int> {
+    let data: Vec<i64> = ids.iter().map(|&id| i64::from(id)).collect();
+    Tensor::from_data(TensorData::new(data, shape), device)
+}
 
 /// Loads the model of a Hugging Face directory onto `device`, computing in `dtype`.
 pub fn load(dir: &Path, device: &Device, dtype: DType) -> Result<CausalLm> {

@@ -8,11 +8,10 @@
 
 pub mod sampling;
 
-use burn::tensor::{Int, Tensor, TensorData};
 use indicatif::ProgressBar;
 
 use crate::error::{Error, Result};
-use crate::model::{BatchLayout, CausalLm};
+use crate::model::{BatchLayout, CausalLm, token_tensor};
 use crate::steering::Steering;
 use crate::steering::intervention::Intervention;
 pub use sampling::SamplingParams;
@@ -170,7 +169,7 @@ fn generate_chunk(
     let mut active: Vec<bool> = budgets.iter().map(|&n| n > 0).collect();
     // `slots[r]`: the completion that batch row `r` decodes.
     let mut slots: Vec<usize> = (0..b).collect();
-    let mut input = to_int(tokens, [b, width], device);
+    let mut input = token_tensor(&tokens, [b, width], device);
     let mut step_width = width;
     while active.iter().any(|&a| a) {
         let step_start = std::time::Instant::now();
@@ -214,7 +213,7 @@ fn generate_chunk(
             slots = keep.iter().map(|&r| slots[r]).collect();
             next = keep.iter().map(|&r| next[r]).collect();
         }
-        input = to_int(next, [slots.len(), 1], device);
+        input = token_tensor(&next, [slots.len(), 1], device);
         step_width = 1;
     }
     Ok(Generation { completions, stats })
@@ -236,10 +235,6 @@ fn halved_rows(slots: &[usize], active: &[bool]) -> Option<Vec<usize>> {
     Some(live.into_iter().chain(finished.into_iter().take(filler)).collect())
 }
 
-fn to_int(values: Vec<u32>, shape: [usize; 2], device: &burn::tensor::Device) -> Tensor<2, Int> {
-    let data: Vec<i64> = values.into_iter().map(i64::from).collect();
-    Tensor::from_data(TensorData::new(data, shape), device)
-}
 
 #[cfg(test)]
 mod tests {
