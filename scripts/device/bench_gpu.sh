@@ -3,7 +3,7 @@
 # repository root, carrying `.gl` (Vulkan loader debs) and `.dev` (the stripped, gzipped `trainer`
 # binary as .dev/trainer.gz and ../shared/bench/torch_baseline.py). Each stage has its own time
 # limit in seconds (KERN_S, RL_S, GEN_S, GENV_S, GENF_S, GENK_S, TRAIN_S, TRAIN_WG_S, TRAINF_S, GEN7_S, TRAIN7_S, TORCH_S,
-# PROFILE_S, PROFILE_KERN_S; 0 skips
+# PROFILE_S, PROFILE_DK_S, PROFILE_KERN_S; 0 skips
 # a stage; TRAIN_SETUPS picks the 1.5B micro-steps, TORCH_SHAPES the PyTorch shapes)
 # so a slow one cannot eat the others, and stages append to one file each in $OUT (the device tool
 # returns at most 8 files):
@@ -24,7 +24,10 @@
 #                      shape (TRAIN7_S)
 #   torch.log, torch_baseline.json   PyTorch/transformers' peer numbers for both shapes
 #   cubecl_profile.log a per-kernel profile (CubeCL's profiling log) of a few decode steps
-#                      (PROFILE_S), or of `bench kernels` at 64 rows (PROFILE_KERN_S)
+#                      (PROFILE_S, with PROFILE_ARGS added to `bench generate`), or of `bench
+#                      kernels` at 64 rows (PROFILE_KERN_S)
+#   cubecl_profile_decode_kernel.log   the same decode steps with the decode-product kernel
+#                      (PROFILE_DK_S)
 #   env.txt            GPUs, driver, commit, and each stage's exit status and seconds
 # Every new process compiles its kernels and probes the device (a minute or more on a fresh
 # machine, docs/performance.md); autotune results are cached in target/environment, so later
@@ -64,8 +67,13 @@ stage ${TRAIN7_S:-0} train_step.log $T $TRAIN --shape $S7 --setup steering $V
 PYTHONUNBUFFERED=1 stage ${TORCH_S:-90} torch.log python3 .dev/torch_baseline.py ${TORCH_SHAPES:-$S15}
 if [ "${PROFILE_S:-0}" != 0 ]; then
   CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG=/tmp/cubecl.log timeout ${PROFILE_S} $T bench generate \
-    --shape $S15 --batch 64 --prompt-len 256 --new-tokens 6 $V >> $OUT/env.txt 2>&1
+    --shape $S15 --batch 64 --prompt-len 256 --new-tokens 6 $PROFILE_ARGS $V >> $OUT/env.txt 2>&1
   tail -c 6000000 /tmp/cubecl.log > $OUT/cubecl_profile.log
+fi
+if [ "${PROFILE_DK_S:-0}" != 0 ]; then
+  CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG=/tmp/cubecl_dk.log timeout ${PROFILE_DK_S} $T bench generate \
+    --shape $S15 --batch 64 --prompt-len 256 --new-tokens 6 --decode-kernel $V >> $OUT/env.txt 2>&1
+  tail -c 6000000 /tmp/cubecl_dk.log > $OUT/cubecl_profile_decode_kernel.log
 fi
 if [ "${PROFILE_KERN_S:-0}" != 0 ]; then
   CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG=/tmp/cubecl_kern.log timeout ${PROFILE_KERN_S} $T bench kernels \

@@ -84,7 +84,7 @@ fn kernels_time_every_product_form_and_fused_attention_matches_the_materialised_
     let gate = products.iter().find(|p| p["map"] == "gate_up_proj").unwrap();
     assert_eq!((gate["inner"].as_u64(), gate["outer"].as_u64()), (Some(64), Some(128)), "{gate}");
     let checks = report["kernel_checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 4 + 6, "awkward sizes and every map: {report}");
+    assert_eq!(checks.len(), 4 + 6, "three tiled sizes, one off the tiles, and every map: {report}");
     for c in checks {
         let d = c["relative_difference"].as_f64().unwrap();
         assert!((0.0..1e-5).contains(&d), "the decode kernel's CPU path is burn's matmul: {c}");

@@ -108,8 +108,9 @@ pub struct KernelReport {
     pub device: String,
     /// Every product, by map, then rows, then form.
     pub products: Vec<ProductTiming>,
-    /// The decode-product kernel against burn's `matmul` on random operands of awkward sizes
-    /// (rows, columns and `K` that its blocks and vectors do not divide) and of every map.
+    /// The decode-product kernel against burn's `matmul` on random operands: sizes of whole
+    /// tiles that split `K` over one, five and eight planes (the last unevenly), one size off the
+    /// tiles (burn's own product), and every map at the decode step's rows.
     pub kernel_checks: Vec<KernelCheck>,
     /// The largest relative difference the checks accept ([`kernel_tolerance`] of the dtype).
     pub kernel_tolerance: f64,
@@ -187,7 +188,7 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
             }
         }
     }
-    let mut shapes = vec![(1, 13, 7), (5, 1542, 257), (bench.batch, 36, 3), (bench.batch + 3, 68, 9)];
+    let mut shapes = vec![(16, 16, 16), (48, 320, 272), (32, 1040, 48), (bench.batch + 3, 68, 9)];
     shapes.extend(maps.iter().map(|&(_, inner, outer)| (bench.batch, inner, outer)));
     let mut kernel_checks = Vec::new();
     for (rows, inner, outer) in shapes {

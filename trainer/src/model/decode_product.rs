@@ -1,18 +1,23 @@
 //! The matrix product of a decode step: a few rows `x [M, K]` times a weight kept in checkpoint
-//! layout `w [N, K]`, as one CubeCL kernel.
+//! layout `w [N, K]`, as one CubeCL kernel on tensor cores.
 //!
 //! burn's stock products (cubek's tensor-core kernels) tile the output in blocks made for large
 //! problems; with 64 rows they took 0.1–0.3 ms of GPU time per product on an H200, 10–50× the
-//! time to read the weight once (docs/performance.md). Here every plane (warp) of a cube computes
-//! [`ROWS`] rows × [`COLS`] columns of the output: its lanes walk `K` together in wide vector
-//! loads, each weight vector read once and used for all its rows, and a plane sum ends each dot
-//! product. Accumulation is in f32. Planes that share columns sit in the same cube, so the rows'
-//! groups read the same weight vectors from cache.
+//! time to read the weight once, because a few cubes each walk all of `K` in sequence
+//! (docs/performance.md). An earlier version of this kernel without tensor cores was bound by
+//! instructions instead: at 64 rows a product does 64 multiply-adds per weight element read.
 //!
-//! On backends other than CubeCL (the CPU's flex) the product is burn's `matmul`. The kernel is
-//! checked against burn's `matmul` on the device by `trainer bench kernels` (relative difference
-//! at most 5·10⁻⁴ in f16 on an H200, docs/performance.md); it is off by default
-//! ([`CausalLm::decode_kernel`](crate::model::CausalLm::decode_kernel)).
+//! Here every cube owns one strip of [`TILE`] output columns and all `M` rows, and its planes
+//! (warps) split `K` between them: each plane multiplies `16 × 16` tiles of `x` and of the weight
+//! with cooperative-matrix instructions (tensor cores), accumulating in f32, and the planes' sums
+//! meet in shared memory. So a product has `N / 16` cubes of up to [`PLANES`] planes, and every
+//! weight element is read once.
+//!
+//! It runs where the device has `16 × 16 × 16` cooperative matrices of the dtype with f32
+//! accumulation and `M`, `N` and `K` are multiples of 16 (`M` at most [`MAX_ROWS`]); any other
+//! product, and every product on backends other than CubeCL (the CPU's flex), is burn's `matmul`.
+//! The kernel is checked against burn's `matmul` on the device by `trainer bench kernels`; it is
+//! off by default ([`CausalLm::decode_kernel`](crate::model::CausalLm::decode_kernel)).
 
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
@@ -22,17 +27,16 @@ use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
-use cubecl::ir::AddressType;
+use cubecl::features::MmaConfig;
+use cubecl::ir::{AddressType, ElemType, FloatKind};
 use cubecl::prelude::{CubeCount, CubeDim};
 
 use kernel::decode_product_kernel;
 
-/// Output rows per plane.
-pub const ROWS: usize = 8;
-/// Output columns per plane.
-pub const COLS: usize = 4;
-/// Planes per cube.
-const PLANES: u32 = 8;
+/// Rows, columns and depth of one cooperative-matrix tile.
+pub const TILE: usize = 16;
+/// Most planes per cube (each takes every `PLANES`-th tile of `K`).
+pub const PLANES: usize = 8;
 /// Most rows [`CausalLm`](crate::model::CausalLm) sends through this kernel (a decode step's
 /// batch); larger products go to burn's `linear`.
 pub const MAX_ROWS: usize = 64;
@@ -58,49 +62,57 @@ impl DecodeProductOps for burn::backend::Flex {
 
 impl DecodeProductOps for CubeBackend {
     fn decode_product(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
-        launch(x, w)
+        if runs_on_tensor_cores(&x, &w) { launch(x, w) } else { Self::float_matmul(x, Self::float_transpose(w)) }
     }
 }
 
-/// `x [M, K] · w [N, K]ᵀ` with the kernel ([`MAX_ROWS`] rows at most are worth it; any work).
+/// `x [M, K] · w [N, K]ᵀ` with the kernel where it runs (see the module), burn's `matmul`
+/// elsewhere.
 ///
 /// Both operands must be without autodiff (the kernel has no backward pass).
 pub fn decode_product(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
     Tensor::from_dispatch(Dispatch::decode_product(x.into_dispatch(), w.into_dispatch()))
 }
 
-/// The widest vector (4, 2 or 1 elements) that divides `k`. (Eight-element vectors are split
-/// into two by CubeCL's SPIR-V compilation, whose split does not support their horizontal sum.)
-fn vector_size(k: usize) -> usize {
-    [4, 2].into_iter().find(|&v| k.is_multiple_of(v)).unwrap_or(1)
+/// Whether the shapes tile in `16 × 16` blocks with at most [`MAX_ROWS`] rows.
+fn tiles_evenly(m: usize, k: usize, n: usize) -> bool {
+    m > 0 && m <= MAX_ROWS && [m, k, n].iter().all(|d| d.is_multiple_of(TILE))
+}
+
+/// Planes per cube for `K`: one per 4 tiles of `K` or more, at most [`PLANES`].
+fn planes_for(k: usize) -> usize {
+    (k / TILE / 4).clamp(1, PLANES)
+}
+
+/// Whether `x · wᵀ` can run on the kernel: even tiles, one dtype, and the device's cooperative
+/// matrices of that dtype with f32 accumulation.
+fn runs_on_tensor_cores(x: &CubeTensor, w: &CubeTensor) -> bool {
+    let ([m, k], n) = (x.meta.shape().dims(), w.meta.shape()[0]);
+    let elem = burn::backend::cubecl::dtype_to_storage_type(x.dtype);
+    let config = MmaConfig { a_type: elem, b_type: elem, cd_type: ElemType::Float(FloatKind::F32), m: TILE as u32, n: TILE as u32, k: TILE as u32 };
+    tiles_evenly(m, k, n) && w.dtype == x.dtype && x.client.properties().features.matmul.cmma.contains(&config)
 }
 
 fn launch(x: CubeTensor, w: CubeTensor) -> CubeTensor {
     let x = if x.is_contiguous() { x } else { into_contiguous(x) };
     let w = if w.is_contiguous() { w } else { into_contiguous(w) };
-    let w = if w.dtype == x.dtype { w } else { burn_cubecl::kernel::cast(w, x.dtype) };
     let [m, k] = x.meta.shape().dims();
     let n = w.meta.shape()[0];
     let out = empty_device_dtype(x.client.clone(), x.device.clone(), Shape::new([m, n]), x.dtype);
-    if m == 0 || n == 0 {
-        return out;
-    }
     let client = x.client.clone();
     let plane = client.properties().hardware.plane_size_max.max(1);
-    let items = m.div_ceil(ROWS) * n.div_ceil(COLS);
-    let cubes = items.div_ceil(PLANES as usize) as u32;
+    let planes = planes_for(k);
     let dtype = burn::backend::cubecl::dtype_to_storage_type(x.dtype);
     decode_product_kernel::launch(
         &client,
-        CubeCount::new_1d(cubes),
-        CubeDim::new_2d(plane, PLANES),
+        CubeCount::new_1d((n / TILE) as u32),
+        CubeDim::new_2d(plane, planes as u32),
         AddressType::U32.max(x.required_address_type()).max(w.required_address_type()).max(out.required_address_type()),
-        vector_size(k),
         x.into_tensor_arg(),
         w.into_tensor_arg(),
         out.clone().into_tensor_arg(),
-        ROWS,
-        COLS,
+        m / TILE,
+        planes,
         dtype,
     );
     out
@@ -110,59 +122,64 @@ fn launch(x: CubeTensor, w: CubeTensor) -> CubeTensor {
 mod kernel {
     use cubecl::prelude::*;
 
-    /// One plane computes rows `row0..row0+rows` × columns `col0..col0+cols` of `out [M, N]` from
-    /// `x [M, K]` and `w [N, K]` (both contiguous, read in vectors of `N` elements).
+    use super::TILE;
+
+    /// Cube `c` computes columns `16c..16c+16` of `out [M, N]` for all `M = 16 · row_tiles` rows
+    /// from `x [M, K]` and `w [N, K]` (both contiguous, `K` and `N` multiples of 16): plane `p`
+    /// multiplies the tiles `p, p + planes, …` of `K`, and the planes' f32 sums are added in shared
+    /// memory.
     #[cube(launch, address_type = "dynamic")]
-    pub(super) fn decode_product_kernel<F: Float, V: Size>(
-        x: &Tensor<Vector<F, V>>,
-        w: &Tensor<Vector<F, V>>,
+    pub(super) fn decode_product_kernel<F: Float>(
+        x: &Tensor<F>,
+        w: &Tensor<F>,
         out: &mut Tensor<F>,
-        #[comptime] rows: usize,
-        #[comptime] cols: usize,
+        #[comptime] row_tiles: usize,
+        #[comptime] planes: usize,
         #[define(F)] _dtype: ElemType,
     ) {
-        let m = out.shape(0);
+        let k = x.shape(1);
         let n = out.shape(1);
-        let width = x.vector_size();
-        let k_vectors = x.shape(1) / width;
-        let row_groups = m.div_ceil(rows);
-        let item = CUBE_POS * CUBE_DIM_Y as usize + UNIT_POS_Y as usize;
-        let col0 = (item / row_groups) * cols;
-        let row0 = (item % row_groups) * rows;
-        if col0 >= n {
-            terminate!();
-        }
-        let mut acc = Array::<f32>::new(rows * cols);
+        let col0 = CUBE_POS_X as usize * TILE;
+        let plane = UNIT_POS_Y as usize;
+        let mut sums = Sequence::<cmma::Matrix<f32>>::new();
         #[unroll]
-        for i in 0..rows * cols {
-            acc[i] = 0.0;
+        for _ in 0..row_tiles {
+            sums.push(cmma::Matrix::<f32>::from_value(cmma::MatrixIdent::Accumulator, TILE, TILE, TILE, cmma::MatrixLayout::Undefined, 0.0));
         }
-        let mut weights = Array::<Vector<f32, V>>::new(cols);
-        for kv in range_stepped(UNIT_POS_X as usize, k_vectors, PLANE_DIM as usize) {
+        let mut a = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::A, TILE, TILE, TILE, cmma::MatrixLayout::RowMajor, F::from_int(0));
+        let mut b = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::B, TILE, TILE, TILE, cmma::MatrixLayout::ColMajor, F::from_int(0));
+        let span = (TILE - 1) * k + TILE;
+        for t in range_stepped(plane, k / TILE, planes) {
+            let k0 = t * TILE;
+            // The weight's tile (k0.., col0..) as a column-major [K, N] block: column j is row
+            // col0 + j of w.
+            let start = col0 * k + k0;
+            cmma::load(&mut b, &w.slice(start, start + span), k as u32);
             #[unroll]
-            for c in 0..cols {
-                let col = select(col0 + c < n, col0 + c, n - 1);
-                weights[c] = Vector::cast_from(w[col * k_vectors + kv]);
-            }
-            #[unroll]
-            for r in 0..rows {
-                let row = select(row0 + r < m, row0 + r, m - 1);
-                let xv = Vector::<f32, V>::cast_from(x[row * k_vectors + kv]);
-                #[unroll]
-                for c in 0..cols {
-                    acc[r * cols + c] += Vector::vector_sum(xv * weights[c]);
-                }
+            for r in 0..row_tiles {
+                let start = r * TILE * k + k0;
+                cmma::load(&mut a, &x.slice(start, start + span), k as u32);
+                let sum = sums.index(r);
+                cmma::execute::<F, F, f32, f32, cmma::Plane>(&a, &b, sum, sum);
             }
         }
+        let block = row_tiles * TILE * TILE;
+        let mut partial = Shared::<[f32]>::new_slice(planes * block);
         #[unroll]
-        for r in 0..rows {
+        for r in 0..row_tiles {
+            let start = plane * block + r * TILE * TILE;
+            cmma::store(&mut partial.slice_mut(start, start + TILE * TILE), sums.index(r), TILE as u32, cmma::MatrixLayout::RowMajor);
+        }
+        sync_cube();
+        for i in range_stepped(UNIT_POS as usize, block, planes * PLANE_DIM as usize) {
+            let mut total = 0.0f32;
             #[unroll]
-            for c in 0..cols {
-                let total = plane_sum(acc[r * cols + c]);
-                if UNIT_POS_X == 0 && row0 + r < m && col0 + c < n {
-                    out[(row0 + r) * n + col0 + c] = F::cast_from(total);
-                }
+            for p in 0..planes {
+                total += partial[p * block + i];
             }
+            // i = (row tile, row in tile, column in tile)
+            let row = i / TILE;
+            out[row * n + col0 + i % TILE] = F::cast_from(total);
         }
     }
 }
@@ -174,10 +191,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn vectors_are_the_widest_of_four_two_or_one_elements_that_divide_k() {
-        assert_eq!([vector_size(1536), vector_size(1542), vector_size(13), vector_size(8)], [4, 2, 1, 4]);
+    fn only_shapes_of_whole_tiles_with_at_most_64_rows_take_the_kernel() {
+        assert!(tiles_evenly(64, 1536, 256) && tiles_evenly(16, 8960, 151_936));
+        assert!(!tiles_evenly(0, 16, 16), "no rows");
+        assert!(!tiles_evenly(80, 16, 16), "more rows than a decode step");
+        assert!(!tiles_evenly(64, 1542, 256) && !tiles_evenly(64, 1536, 257) && !tiles_evenly(8, 1536, 256), "a dimension off the tile");
     }
 
+    #[test]
+    fn planes_take_at_least_four_tiles_of_k_each_and_at_most_eight_planes_a_cube() {
+        assert_eq!([planes_for(16), planes_for(128), planes_for(256), planes_for(1536), planes_for(8960)], [1, 2, 4, 8, 8]);
+    }
     #[test]
     fn the_product_matches_a_float64_recomputation() {
         let (m, k, n) = (5, 13, 7);
