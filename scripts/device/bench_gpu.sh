@@ -36,10 +36,12 @@ set -x
 for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 export CUBECL_AUTOTUNE_LEVEL=${CUBECL_AUTOTUNE_LEVEL:-minimal}
-gunzip -c .dev/trainer.gz > /tmp/trainer && chmod +x /tmp/trainer
-T=/tmp/trainer
+# TRAINER_GZ picks the binary (default .dev/trainer.gz); it runs as /tmp/<its name>, which the
+# stage headers name, so that runs of two builds can share the logs.
+T=/tmp/$(basename ${TRAINER_GZ:-.dev/trainer.gz} .gz)
+gunzip -c ${TRAINER_GZ:-.dev/trainer.gz} > $T && chmod +x $T
 V="--backend vulkan --dtype f16"
-{ nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv; git log -1 --format=%H; } > $OUT/env.txt 2>&1
+{ nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv; git log -1 --format=%H; } >> $OUT/env.txt 2>&1
 stage() { # stage SECONDS FILE COMMAND...
   local secs=$1 file=$2 start=$SECONDS; shift 2
   [ "$secs" = 0 ] && return

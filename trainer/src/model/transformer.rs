@@ -319,6 +319,8 @@ impl Plan {
 /// What every layer of one forward pass shares: the rotary tables of its positions
 /// `[B, 1, S, hd]`, its attention mask `[B, 1, S, T]` and its resolved steering.
 pub(super) struct Pass {
+    /// Rotary tables `[B, 1, S, head_dim]` in the model's dtype (cast once per pass, not in
+    /// every layer's rotation of q and k).
     cos: Tensor<4>,
     sin: Tensor<4>,
     /// Additive mask `[B, 1, S, T]` of the materialised attention.
@@ -590,6 +592,7 @@ impl CausalLm {
     ) -> Result<Pass> {
         let plan = self.plan(steering, interventions)?;
         let (cos, sin) = self.rope.gather(&layout.positions(start, len, &self.device));
+        let (cos, sin) = (cos.cast(self.dtype), sin.cast(self.dtype));
         let mask = layout.mask(start, len, keys, &self.device);
         Ok(Pass { cos, sin, mask, masked: OnceCell::new(), plan })
     }
