@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run on the device machine (nvidia-h200, or nvidia-h200-x2/x4 for the multi-GPU steps) from the
 # repository root, carrying `.gl` (Vulkan loader debs) and `.dev` (the stripped, gzipped `trainer`
-# binary as .dev/trainer.gz and ../shared/bench/torch_baseline.py). Each stage has its own time
+# binary as .dev/trainer.gz, built with `--release`: a dev build's decode steps were 1.7× slower,
+# docs/performance.md; and ../shared/bench/torch_baseline.py). Each stage has its own time
 # limit in seconds (KERN_S, RL_S, GEN_S, GENV_S, GENF_S, GENK_S, TRAIN_S, TRAIN_WG_S, TRAINF_S, GEN7_S, TRAIN7_S, TORCH_S,
 # PROFILE_S, PROFILE_DK_S, PROFILE_KERN_S; 0 skips
 # a stage; TRAIN_SETUPS picks the 1.5B micro-steps, TORCH_SHAPES the PyTorch shapes)
