@@ -28,7 +28,7 @@
 #                      (PROFILE_S, with PROFILE_ARGS added to `bench generate`), or of `bench
 #                      kernels` at 64 rows (PROFILE_KERN_S)
 #   cubecl_profile_decode_kernel.log   the same decode steps with the decode-product kernel
-#                      (PROFILE_DK_S)
+#                      (PROFILE_DK_S); scripts/device/profile_summary.py sums either by kernel
 #   env.txt            GPUs, driver, commit, and each stage's exit status and seconds
 # Every new process compiles its kernels and probes the device (a minute or more on a fresh
 # machine, docs/performance.md); autotune results are cached in target/environment, so later

@@ -154,11 +154,11 @@ mod kernel {
             // The weight's tile (k0.., col0..) as a column-major [K, N] block: column j is row
             // col0 + j of w.
             let start = col0 * k + k0;
-            cmma::load(&mut b, &w.slice(start, start + span), k as u32);
+            cmma::load(&mut b, w.slice(start, start + span), k as u32);
             #[unroll]
             for r in 0..row_tiles {
                 let start = r * TILE * k + k0;
-                cmma::load(&mut a, &x.slice(start, start + span), k as u32);
+                cmma::load(&mut a, x.slice(start, start + span), k as u32);
                 let sum = sums.index(r);
                 cmma::execute::<F, F, f32, f32, cmma::Plane>(&a, &b, sum, sum);
             }
@@ -168,7 +168,7 @@ mod kernel {
         #[unroll]
         for r in 0..row_tiles {
             let start = plane * block + r * TILE * TILE;
-            cmma::store(&mut partial.slice_mut(start, start + TILE * TILE), sums.index(r), TILE as u32, cmma::MatrixLayout::RowMajor);
+            cmma::store(partial.slice_mut(start, start + TILE * TILE), sums.index(r), TILE as u32, cmma::MatrixLayout::RowMajor);
         }
         sync_cube();
         for i in range_stepped(UNIT_POS as usize, block, planes * PLANE_DIM as usize) {
