@@ -93,16 +93,19 @@ fn accumulation_dtype(dtype: DType) -> DType {
 /// RMSNorm computed in f32 (f64 for f64 models), as transformers does, then cast back to the input dtype.
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
-    /// `[dim]`, f32.
+    /// `[dim]`, in the model's dtype, as transformers keeps it (the checkpoint's dtype). Kept in
+    /// f32 for a lower-precision model, its cast in every norm was an operation of its own between
+    /// two of burn's fusion blocks, and on the GPU the blocks of a decode step then fell back to
+    /// one kernel per operation (docs/performance.md).
     pub weight: Tensor<1>,
     /// Added to the mean square.
     pub eps: f64,
 }
 
 impl RmsNorm {
-    fn load(w: &impl TensorSource, name: &str, dim: usize, eps: f64, device: &Device) -> Result<Self> {
+    fn load(w: &impl TensorSource, name: &str, dim: usize, eps: f64, device: &Device, dtype: DType) -> Result<Self> {
         Ok(Self {
-            weight: w.tensor(name, [dim], device, DType::F32)?,
+            weight: w.tensor(name, [dim], device, dtype)?,
             eps,
         })
     }
@@ -384,7 +387,7 @@ impl CausalLm {
         for l in 0..c.num_layers {
             let p = format!("model.layers.{l}");
             let lin = |name: &str, shape, bias| Linear::load(weights, &format!("{p}.{name}"), shape, bias, device, dtype);
-            let norm = |name: &str, dim| RmsNorm::load(weights, &format!("{p}.{name}.weight"), dim, c.rms_norm_eps, device);
+            let norm = |name: &str, dim| RmsNorm::load(weights, &format!("{p}.{name}.weight"), dim, c.rms_norm_eps, device, dtype);
             layers.push(DecoderLayer {
                 q_proj: lin("self_attn.q_proj", [q_dim, h], c.qkv_bias)?,
                 k_proj: lin("self_attn.k_proj", [kv_dim, h], c.qkv_bias)?,
@@ -406,7 +409,7 @@ impl CausalLm {
         } else {
             Some(weights.tensor("lm_head.weight", [c.vocab_size, h], device, dtype)?.transpose())
         };
-        let norm = RmsNorm::load(weights, "model.norm.weight", h, c.rms_norm_eps, device)?;
+        let norm = RmsNorm::load(weights, "model.norm.weight", h, c.rms_norm_eps, device, dtype)?;
         let rope = RopeTables::new(&c.rope, c.head_dim, c.max_position_embeddings, device);
         Ok(Self {
             config,
@@ -878,6 +881,19 @@ mod tests {
     use burn::tensor::{DType, Device, Tensor, TensorData};
 
     use super::*;
+
+    #[test]
+    fn norm_weights_are_kept_in_the_model_dtype_with_the_checkpoint_values() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2");
+        let full = crate::model::load(&dir, &Device::flex(), DType::F32).expect("fixture");
+        let half = crate::model::load(&dir, &Device::flex(), DType::F16).expect("fixture");
+        for (f, h) in [(&full.layers[1].post_attention_layernorm, &half.layers[1].post_attention_layernorm), (&full.norm, &half.norm)] {
+            assert_eq!((f.weight.dtype(), h.weight.dtype()), (DType::F32, DType::F16));
+            let want: Vec<f32> = f.weight.clone().cast(DType::F16).cast(DType::F32).into_data().iter::<f32>().collect();
+            let got: Vec<f32> = h.weight.clone().cast(DType::F32).into_data().iter::<f32>().collect();
+            assert_eq!(got, want);
+        }
+    }
 
     #[test]
     fn padded_lengths_round_up_within_the_model_positions_and_gpu_models_pad() {
