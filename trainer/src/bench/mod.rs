@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{DType, Device, Distribution, Tensor};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
@@ -129,6 +129,9 @@ pub struct GenerateBench {
     pub fused_attention: bool,
     /// Decode-step products through the trainer's kernel ([`CausalLm::decode_kernel`]).
     pub decode_kernel: bool,
+    /// Generate with a random steering vector `[L, H]` after every layer's MLP (an RL
+    /// rollout's setting) instead of the base model.
+    pub steered: bool,
 }
 
 impl GenerateBench {
@@ -230,9 +233,15 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
         prompt_keys: None,
     };
     let warmup: &dyn Fn(usize) -> usize = if bench.varied_lengths { &|b| bench.budget(b) } else { &|_| 4 };
-    rollout::generate(&lm, &Steering::None, &[], &request(warmup), &ProgressBar::hidden())?;
+    let steering = if bench.steered {
+        let c = &lm.config;
+        Steering::PerLayer(Tensor::random([c.num_layers, c.hidden_size], Distribution::Normal(0.0, 0.02), device))
+    } else {
+        Steering::None
+    };
+    rollout::generate(&lm, &steering, &[], &request(warmup), &ProgressBar::hidden())?;
     let start = Instant::now();
-    let generation = rollout::generate(&lm, &Steering::None, &[], &request(&|b| bench.budget(b)), progress)?;
+    let generation = rollout::generate(&lm, &steering, &[], &request(&|b| bench.budget(b)), progress)?;
     let total_secs = start.elapsed().as_secs_f64();
     let stats = generation.stats;
     let decode_step_ms = 1e3 * stats.decode_secs / stats.decode_steps.max(1) as f64;

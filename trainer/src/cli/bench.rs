@@ -72,6 +72,10 @@ pub enum BenchCommand {
         /// instead of burn's.
         #[arg(long)]
         decode_kernel: bool,
+        /// Add a random steering vector after every layer's MLP, as the rollouts of a steering
+        /// run do (the default generates with the base model).
+        #[arg(long)]
+        steered: bool,
     },
     /// One RL training micro-step (forward, backward to the trainable parameters, clip, AdamW):
     /// seconds, tokens/s, device memory, and the host time of each phase.
@@ -165,7 +169,7 @@ pub enum BenchCommand {
 /// Runs `trainer bench`; prints one JSON line per report.
 pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
     match &args.which {
-        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, fused_attention, decode_kernel } => {
+        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, fused_attention, decode_kernel, steered } => {
             let device = on.backend.device_for(on.dtype)?;
             let settings = GenerateBench {
                 shape: on.shape.clone(),
@@ -178,6 +182,7 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 varied_lengths: *varied_lengths,
                 fused_attention: *fused_attention,
                 decode_kernel: *decode_kernel,
+                steered: *steered,
             };
             let bar = super::progress_bar((batch * new_tokens) as u64, "generating", quiet);
             let report = bench::generate(&settings, &device, on.dtype.dtype(), &bar)?;
