@@ -247,7 +247,7 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     let decode_step_ms = 1e3 * stats.decode_secs / stats.decode_steps.max(1) as f64;
     let decode_bytes_per_step = decode_bytes(&lm, bench.batch, bench.prompt_len + bench.new_tokens / 2, dtype);
     let profile = if bench.profile {
-        let mut profile = decode_profile(&lm, &prompts, bench, progress)?;
+        let mut profile = decode_profile(&lm, &steering, &prompts, bench, progress)?;
         profile.roofline_fraction = decode_bytes_per_step / (decode_step_ms * 1e-3) / (profile.copy_gbps * 1e9);
         Some(profile)
     } else {
@@ -316,23 +316,23 @@ pub fn copy_bandwidth(device: &Device) -> Result<f64> {
     Ok(2.0 * (n * 4) as f64 / secs / 1e9)
 }
 
-/// Times the parts of a decode step at the benchmark's shape: the prompts are prefilled, then
-/// each part runs alone (synchronised) for a few steps.
-fn decode_profile(lm: &CausalLm, prompts: &[Vec<u32>], bench: &GenerateBench, progress: &ProgressBar) -> Result<DecodeProfile> {
+/// Times the parts of a decode step at the benchmark's shape, with the benchmark's `steering`:
+/// the prompts are prefilled, then each part runs alone (synchronised) for a few steps.
+fn decode_profile(lm: &CausalLm, steering: &Steering, prompts: &[Vec<u32>], bench: &GenerateBench, progress: &ProgressBar) -> Result<DecodeProfile> {
     let device = &lm.device;
     let iterations = 8;
     let b = prompts.len();
     // Padded as generation pads them, so the parts are timed at the shapes a decode step has.
     let (tokens, width, layout) = lm.left_pad(prompts, 0, 2 * iterations + 2);
     let mut cache = lm.kv_cache(b, width + 2 * iterations + 2);
-    let out = lm.forward(token_tensor(&tokens, [b, width], device), &layout, Some(&mut cache), &Steering::None, &[])?;
+    let out = lm.forward(token_tensor(&tokens, [b, width], device), &layout, Some(&mut cache), steering, &[])?;
     let h = lm.config.hidden_size;
     let mut hidden = out.hidden.narrow(1, width - 1, 1);
     sync(device)?;
     progress.set_message("profiling");
     let next: Vec<u32> = (0..b as u32).collect();
     let layers = time_synced(device, iterations, || {
-        hidden = lm.forward(token_tensor(&next, [b, 1], device), &layout, Some(&mut cache), &Steering::None, &[])?.hidden;
+        hidden = lm.forward(token_tensor(&next, [b, 1], device), &layout, Some(&mut cache), steering, &[])?.hidden;
         Ok(())
     })?;
     let mut logits = lm.logits(hidden.clone()).reshape([b, lm.config.vocab_size]);
