@@ -52,6 +52,23 @@ fn varied_lengths_finish_rows_early_and_the_batch_halves() {
 }
 
 #[test]
+fn sampled_tokens_repeat_at_a_seed_change_with_steering_and_not_with_the_decode_kernel() {
+    // Sampled at temperature 1 with the seed's uniforms: greedy decoding of random weights repeats
+    // one token, which a small steering vector does not move.
+    let sampled = ["generate", "--batch", "3", "--prompt-len", "4", "--new-tokens", "8"];
+    let tokens = |extra: &[&str]| {
+        let report = &bench(&[&sampled[..], extra].concat())[0];
+        let ids: Vec<u64> = report["first_completion"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect();
+        assert_eq!(ids.len(), 8, "{report}");
+        ids
+    };
+    let base = tokens(&[]);
+    assert_eq!(tokens(&[]), base, "the same seed and settings generate the same tokens");
+    assert_eq!(tokens(&["--decode-kernel"]), base, "the decode kernel's CPU path is burn's matmul");
+    assert_ne!(tokens(&["--steered"]), base, "a steering vector after every layer changes the sampled tokens");
+}
+
+#[test]
 fn train_step_reports_every_setup() {
     for (setup, trainable) in [("steering", 3 * 64), ("lora", 3 * 4 * (128 + 64))] {
         let report = &bench(&["train-step", "--setup", setup, "--micro-batch", "2", "--seq-len", "9", "--repeats", "1"])[0];

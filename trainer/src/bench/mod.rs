@@ -178,6 +178,9 @@ pub struct GenerateReport {
     pub decode_bytes_per_step: f64,
     /// Where a decode step's time goes, and the roofline (with `--profile`).
     pub profile: Option<DecodeProfile>,
+    /// Token ids generated for the first prompt in the timed run. The same shape, seed and
+    /// settings give the same ids, so runs with other kernels or with steering can be compared.
+    pub first_completion: Vec<u32>,
 }
 
 /// The parts of one decode step, each timed alone with a device synchronisation after it (means
@@ -244,6 +247,12 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     let generation = rollout::generate(&lm, &steering, &[], &request(&|b| bench.budget(b)), progress)?;
     let total_secs = start.elapsed().as_secs_f64();
     let stats = generation.stats;
+    let first_completion = generation
+        .completions
+        .into_iter()
+        .find(|c| c.prompt_index == 0)
+        .map(|c| c.tokens)
+        .unwrap_or_default();
     let decode_step_ms = 1e3 * stats.decode_secs / stats.decode_steps.max(1) as f64;
     let decode_bytes_per_step = decode_bytes(&lm, bench.batch, bench.prompt_len + bench.new_tokens / 2, dtype);
     let profile = if bench.profile {
@@ -268,6 +277,7 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
         device_bytes_reserved: device.memory_pool_usage().map(|u| u.bytes_reserved),
         decode_bytes_per_step,
         profile,
+        first_completion,
     })
 }
 

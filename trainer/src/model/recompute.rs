@@ -17,7 +17,7 @@
 //! that parameters shared by all layers (steering_rank's `A` and `B`) get the sum over layers.
 //! The cost is one more forward pass through the layers; the peak memory is one layer's graph.
 
-use burn::tensor::{Gradients, Int, Tensor};
+use burn::tensor::{DType, Gradients, Int, Tensor};
 
 use crate::error::{Error, Result};
 use crate::model::transformer::{BatchLayout, CausalLm, Plan};
@@ -29,9 +29,9 @@ fn leaf<const D: usize>(t: &Tensor<D>) -> Tensor<D> {
     t.clone().inner().autodiff().require_grad()
 }
 
-/// `⟨tracked, ∂/∂leaf⟩` (one element), or `None` when `leaf` got no gradient.
+/// `⟨tracked, ∂/∂leaf⟩` (one element, summed in f32), or `None` when `leaf` got no gradient.
 fn pulled_back<const D: usize>(tracked: &Tensor<D>, leaf: &Tensor<D>, grads: &Gradients) -> Option<Tensor<1>> {
-    leaf.grad(grads).map(|g| (tracked.clone() * g).sum())
+    leaf.grad(grads).map(|g| (tracked.clone().cast(DType::F32) * g.cast(DType::F32)).sum())
 }
 
 /// The steering tensors one layer reads, as the leaves that stand for them in its rebuilt graph.

@@ -299,13 +299,14 @@ pub struct ForwardOutput {
     pub hidden_states: Vec<Tensor<3>>,
 }
 
-/// The steering and interventions of one forward pass, resolved to per-layer tensors.
+/// The steering and interventions of one forward pass, resolved to per-layer tensors in the
+/// model's dtype (cast once per pass, not in every layer of every decode step).
 pub(super) struct Plan {
-    /// Vector added after layer l's MLP, `[H]` f32, when non-zero.
+    /// Vector added after layer l's MLP, `[H]`, when non-zero.
     pub(super) after_mlp: Vec<Option<Tensor<1>>>,
-    /// Vectors added at places, summed per place.
+    /// Vectors added at places `[H]`, summed per place.
     pub(super) at_place: BTreeMap<Place, Tensor<1>>,
-    /// Layer → (patch, moved vector of the previous layer).
+    /// Layer → (patch, moved vector `[H]` of the previous layer).
     patches: BTreeMap<usize, (LayerInputPatch, Tensor<1>)>,
     /// LoRA adapter of layer l's `down_proj`, if any.
     pub(super) lora: Vec<Option<LoraPair>>,
@@ -654,30 +655,36 @@ impl CausalLm {
                 )));
             }
         }
+        let dtype = self.dtype;
+        let vectors = vectors.map(|v| v.cast(dtype));
         let row = |l: usize| vectors.as_ref().map(|v| v.clone().slice([l..l + 1, 0..hidden]).reshape([hidden]));
         let mut after_mlp: Vec<Option<Tensor<1>>> = (0..num_layers).map(row).collect();
+        let at_place = at_place.into_iter().map(|(place, v)| (place, v.cast(dtype))).collect();
         let patches = patches
             .into_iter()
             .map(|(layer, patch)| {
                 let moved = after_mlp[layer - 1]
                     .take()
-                    .unwrap_or_else(|| Tensor::zeros([hidden], &self.device));
+                    .unwrap_or_else(|| Tensor::zeros([hidden], (&self.device, dtype)));
                 (layer, (patch, moved))
             })
             .collect();
-        let lora = steering.lora(num_layers, c.intermediate_size, hidden)?;
+        let lora = steering
+            .lora(num_layers, c.intermediate_size, hidden)?
+            .into_iter()
+            .map(|pair| pair.map(|LoraPair { a, b }| LoraPair { a: a.cast(dtype), b: b.cast(dtype) }))
+            .collect();
         Ok(Plan { after_mlp, at_place, patches, lora, record })
     }
 
     /// Layer `l` applied to the residual stream `x` `[B, S, H]`.
     pub(super) fn layer(&self, l: usize, x: Tensor<3>, pass: &Pass, cache: Option<&mut KvCache>) -> Tensor<3> {
         let (layer, plan) = (&self.layers[l], &pass.plan);
-        let dtype = self.dtype;
         let add = |t: Tensor<3>, site: Site| match plan.at_place.get(&Place { layer: l, site }) {
-            Some(v) => t + v.clone().cast(dtype).unsqueeze::<3>(),
+            Some(v) => t + v.clone().unsqueeze::<3>(),
             None => t,
         };
-        let patch = plan.patches.get(&l).map(|(p, s)| (*p, s.clone().cast(dtype).unsqueeze::<3>()));
+        let patch = plan.patches.get(&l).map(|(p, s)| (*p, s.clone().unsqueeze::<3>()));
         let attn_input = |x: Tensor<3>| match &layer.input_layernorm {
             Some(norm) => add(norm.forward(x), Site::InputLayernorm),
             None => x,
@@ -864,13 +871,13 @@ impl CausalLm {
         let gated = silu(self.linear(&layer.gate_proj, x.clone())) * self.linear(&layer.up_proj, x);
         let out = match lora {
             Some(LoraPair { a, b }) => {
-                let delta = linear_rows(linear_rows(gated.clone(), a.clone().cast(self.dtype), None), b.clone().cast(self.dtype), None);
+                let delta = linear_rows(linear_rows(gated.clone(), a.clone(), None), b.clone(), None);
                 self.linear(&layer.down_proj, gated) + delta
             }
             None => self.linear(&layer.down_proj, gated),
         };
         match vector {
-            Some(v) => out + v.clone().cast(self.dtype).unsqueeze::<3>(),
+            Some(v) => out + v.clone().unsqueeze::<3>(),
             None => out,
         }
     }
