@@ -106,6 +106,12 @@ fn kernels_time_every_product_form_and_fused_attention_matches_the_materialised_
         let d = c["relative_difference"].as_f64().unwrap();
         assert!((0.0..1e-5).contains(&d), "the decode kernel's CPU path is burn's matmul: {c}");
     }
+    let norms = report["norm_checks"].as_array().unwrap();
+    assert_eq!(norms.len(), 3, "{report}");
+    for c in norms {
+        let d = c["relative_difference"].as_f64().unwrap();
+        assert!((0.0..1e-5).contains(&d), "the norm kernel's CPU path is burn's operations: {c}");
+    }
     let attention = &report["attention"];
     for key in ["prefill_fused_ms", "prefill_materialised_ms", "decode_fused_ms", "decode_materialised_ms"] {
         assert!(positive(&attention[key]), "{key}: {attention}");

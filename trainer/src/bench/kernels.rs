@@ -12,6 +12,8 @@ use super::{ShapeSpec, sync, synthetic_prompt, time_synced};
 use crate::device::host_f32;
 use crate::error::{Error, Result};
 use crate::model::decode_product::decode_product;
+use crate::model::norm_kernel::{self, rms_norm_rows};
+use crate::model::transformer::RmsNorm;
 use crate::model::{CausalLm, KvCache, RandomWeights, token_tensor};
 use crate::steering::Steering;
 
@@ -112,6 +114,10 @@ pub struct KernelReport {
     /// tiles that split `K` over one, five and eight planes (the last unevenly), one size off the
     /// tiles (burn's own product), and every map at the decode step's rows.
     pub kernel_checks: Vec<KernelCheck>,
+    /// The RMSNorm kernel against burn's composed norm: the hidden size at the decode step's
+    /// rows, a size that is not a multiple of the kernel's units, and a row longer than four
+    /// passes of them.
+    pub norm_checks: Vec<NormCheck>,
     /// The largest relative difference the checks accept ([`kernel_tolerance`] of the dtype).
     pub kernel_tolerance: f64,
     /// Fused against materialised attention.
@@ -122,14 +128,32 @@ impl KernelReport {
     /// An error naming the first kernel check whose difference exceeds the tolerance.
     pub fn verify(&self) -> Result<()> {
         let tolerance = self.kernel_tolerance;
-        match self.kernel_checks.iter().find(|c| c.relative_difference.is_nan() || c.relative_difference > tolerance) {
-            None => Ok(()),
-            Some(c) => Err(Error::Backend(format!(
+        let beyond = |d: f64| d.is_nan() || d > tolerance;
+        if let Some(c) = self.kernel_checks.iter().find(|c| beyond(c.relative_difference)) {
+            return Err(Error::Backend(format!(
                 "the decode-product kernel differs from burn's matmul at [{}, {}] × [{}, {}]: relative difference {:e}, expected at most {tolerance:e}",
                 c.rows, c.inner, c.inner, c.outer, c.relative_difference
+            )));
+        }
+        match self.norm_checks.iter().find(|c| beyond(c.relative_difference)) {
+            None => Ok(()),
+            Some(c) => Err(Error::Backend(format!(
+                "the RMSNorm kernel differs from burn's composed norm at [{}, {}]: relative difference {:e}, expected at most {tolerance:e}",
+                c.rows, c.hidden, c.relative_difference
             ))),
         }
     }
+}
+
+/// One check of the RMSNorm kernel.
+#[derive(Debug, Clone, Serialize)]
+pub struct NormCheck {
+    /// Rows normalised.
+    pub rows: usize,
+    /// Length of each row.
+    pub hidden: usize,
+    /// `max |kernel − composed| / max |composed|`.
+    pub relative_difference: f64,
 }
 
 /// One check of the decode-product kernel.
@@ -195,9 +219,23 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
         let relative_difference = check_kernel(device, dtype, rows, inner, outer)?;
         kernel_checks.push(KernelCheck { rows, inner, outer, relative_difference });
     }
+    let mut norm_checks = Vec::new();
+    for (rows, hidden) in [(bench.batch, h), (bench.batch + 3, 200), (1, 4 * norm_kernel::UNITS + 1)] {
+        let relative_difference = check_norm(device, dtype, rows, hidden)?;
+        norm_checks.push(NormCheck { rows, hidden, relative_difference });
+    }
     let lm = CausalLm::load(config, &RandomWeights { std: 0.02 }, device, dtype)?;
     let attention = compare_attention(&lm, bench)?;
-    Ok(KernelReport { settings: bench.clone(), dtype: format!("{dtype:?}"), device: format!("{device:?}"), products, kernel_checks, kernel_tolerance: kernel_tolerance(dtype), attention })
+    Ok(KernelReport {
+        settings: bench.clone(),
+        dtype: format!("{dtype:?}"),
+        device: format!("{device:?}"),
+        products,
+        kernel_checks,
+        norm_checks,
+        kernel_tolerance: kernel_tolerance(dtype),
+        attention,
+    })
 }
 
 /// Seconds of one product `[rows, inner] · W → [rows, outer]` in `form`, and the host seconds
@@ -243,6 +281,15 @@ fn check_kernel(device: &Device, dtype: DType, rows: usize, inner: usize, outer:
     let (x, w) = (random_matrix([rows, inner], 1.0, device, dtype), random_matrix([outer, inner], 1.0, device, dtype));
     let expected = x.clone().matmul(w.clone().transpose());
     relative_difference(decode_product(x, w), expected)
+}
+
+/// The relative difference of the RMSNorm kernel from burn's composed norm on random `[rows, hidden]`.
+fn check_norm(device: &Device, dtype: DType, rows: usize, hidden: usize) -> Result<f64> {
+    let x = random_matrix([rows, hidden], 1.0, device, dtype);
+    let weight = random_matrix([1, hidden], 1.0, device, dtype).reshape([hidden]);
+    let norm = RmsNorm { weight: weight.clone(), eps: 1e-6 };
+    let expected = norm.forward(x.clone().unsqueeze::<3>());
+    relative_difference(rms_norm_rows(x, weight, norm.eps).unsqueeze::<3>(), expected)
 }
 
 /// Prefill and one decode step with fused and with materialised attention.
@@ -293,7 +340,7 @@ fn relative_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Result<f64
 mod tests {
     use super::*;
 
-    fn report(differences: &[f64]) -> KernelReport {
+    fn report(differences: &[f64], norm_difference: f64) -> KernelReport {
         KernelReport {
             settings: KernelBench {
                 shape: ShapeSpec::Preset(super::super::Shape::QwenMath1_5b),
@@ -308,6 +355,7 @@ mod tests {
             device: "test".into(),
             products: Vec::new(),
             kernel_checks: differences.iter().map(|&d| KernelCheck { rows: 5, inner: 1542, outer: 257, relative_difference: d }).collect(),
+            norm_checks: vec![NormCheck { rows: 64, hidden: 1536, relative_difference: norm_difference }],
             kernel_tolerance: kernel_tolerance(DType::F16),
             attention: AttentionComparison {
                 prefill_fused_ms: 1.0,
@@ -322,9 +370,12 @@ mod tests {
 
     #[test]
     fn verification_fails_on_a_difference_beyond_the_tolerance_or_not_a_number() {
-        assert!(report(&[0.0, 5e-4]).verify().is_ok());
-        let err = report(&[5e-4, 0.03]).verify().expect_err("3 % exceeds the f16 tolerance").to_string();
+        assert!(report(&[0.0, 5e-4], 1e-3).verify().is_ok());
+        let err = report(&[5e-4, 0.03], 0.0).verify().expect_err("3 % exceeds the f16 tolerance").to_string();
         assert!(err.contains("[5, 1542] × [1542, 257]") && err.contains("3e-2"), "{err}");
-        assert!(report(&[f64::NAN]).verify().is_err(), "NaN is a failure");
+        assert!(report(&[f64::NAN], 0.0).verify().is_err(), "NaN is a failure");
+        let err = report(&[0.0], 0.02).verify().expect_err("the norm kernel's 2 % exceeds the tolerance").to_string();
+        assert!(err.contains("RMSNorm kernel") && err.contains("[64, 1536]"), "{err}");
+        assert!(report(&[0.0], f64::NAN).verify().is_err(), "NaN is a failure");
     }
 }

@@ -129,6 +129,8 @@ pub struct GenerateBench {
     pub fused_attention: bool,
     /// Decode-step products through the trainer's kernel ([`CausalLm::decode_kernel`]).
     pub decode_kernel: bool,
+    /// RMSNorms as burn's operations, not the trainer's kernel ([`CausalLm::fused_norm`]).
+    pub composed_norm: bool,
     /// Generate with a random steering vector `[L, H]` after every layer's MLP (an RL
     /// rollout's setting) instead of the base model.
     pub steered: bool,
@@ -221,6 +223,7 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     let mut lm = CausalLm::load(config, &RandomWeights { std: 0.02 }, device, dtype)?;
     lm.fused_attention = bench.fused_attention;
     lm.decode_kernel = bench.decode_kernel;
+    lm.fused_norm &= !bench.composed_norm;
     crate::device::sync(device, "loading the weights")?;
     let load_secs = start.elapsed().as_secs_f64();
     // Deterministic pseudo-random prompt tokens.

@@ -72,6 +72,10 @@ pub enum BenchCommand {
         /// instead of burn's.
         #[arg(long)]
         decode_kernel: bool,
+        /// Run the RMSNorms as burn's operations instead of the trainer's kernel
+        /// (`CausalLm::fused_norm`, on by default on GPU backends).
+        #[arg(long)]
+        composed_norm: bool,
         /// Add a random steering vector after every layer's MLP, as the rollouts of a steering
         /// run do (the default generates with the base model).
         #[arg(long)]
@@ -169,7 +173,7 @@ pub enum BenchCommand {
 /// Runs `trainer bench`; prints one JSON line per report.
 pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
     match &args.which {
-        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, fused_attention, decode_kernel, steered } => {
+        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, fused_attention, decode_kernel, composed_norm, steered } => {
             let device = on.backend.device_for(on.dtype)?;
             let settings = GenerateBench {
                 shape: on.shape.clone(),
@@ -182,6 +186,7 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 varied_lengths: *varied_lengths,
                 fused_attention: *fused_attention,
                 decode_kernel: *decode_kernel,
+                composed_norm: *composed_norm,
                 steered: *steered,
             };
             let bar = super::progress_bar((batch * new_tokens) as u64, "generating", quiet);

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod decode_product;
+pub mod norm_kernel;
 pub mod prompt;
 pub mod recompute;
 pub mod rope;
