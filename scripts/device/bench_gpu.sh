@@ -3,7 +3,7 @@
 # repository root, carrying `.gl` (Vulkan loader debs) and `.dev` (the stripped, gzipped `trainer`
 # binary as .dev/trainer.gz, built with `--release`: a dev build's decode steps were 1.7× slower,
 # docs/performance.md; and ../shared/bench/torch_baseline.py). Each stage has its own time
-# limit in seconds (KERN_S, RL_S, GEN_S, GENS_S, GENN_S, GENV_S, GENF_S, GENK_S, TRAIN_S, TRAIN_WG_S, TRAINF_S, GEN7_S, TRAIN7_S, TORCH_S,
+# limit in seconds (KERN_S, RL_S, GEN_S, GENS_S, GENN_S, GENR_S, GENV_S, GENF_S, GENK_S, TRAIN_S, TRAIN_WG_S, TRAINF_S, GEN7_S, TRAIN7_S, TORCH_S,
 # PROFILE_S, PROFILE_DK_S, PROFILE_KERN_S; 0 skips
 # a stage; TRAIN_SETUPS picks the 1.5B micro-steps, TORCH_SHAPES the PyTorch shapes)
 # so a slow one cannot eat the others, and stages append to one file each in $OUT (the device tool
@@ -16,7 +16,8 @@
 #                      summary per worker count)
 #   generate.log       generation, 64 × 256 + 256 tokens: the 1.5B shape with a decode-step
 #                      profile and the copy-bandwidth roofline (GEN_S), steered (GENS_S), with
-#                      RMSNorms as burn's operations instead of the trainer's kernel (GENN_S), the 1.5B shape with
+#                      RMSNorms (GENN_S) or the rotary embedding (GENR_S) as burn's operations
+#                      instead of the trainer's kernels, the 1.5B shape with
 #                      budgets from 32 to 256 tokens, so that the batch halves (GENV_S), the 1.5B
 #                      shape with fused attention (GENF_S), with the trainer's decode-product
 #                      kernel (GENK_S), then the 7B shape (GEN7_S)
@@ -60,6 +61,7 @@ stage ${RL_S:-240} rl_step.log $T bench rl-step --shape $S15 --devices ${RL_DEVI
 stage ${GEN_S:-100} generate.log $T $GEN --shape $S15 --profile $V
 stage ${GENS_S:-0} generate.log $T $GEN --shape $S15 --steered $V
 stage ${GENN_S:-0} generate.log $T $GEN --shape $S15 --composed-norm $V
+stage ${GENR_S:-0} generate.log $T $GEN --shape $S15 --composed-rotary $V
 stage ${GENV_S:-0} generate.log $T $GEN --shape $S15 --varied-lengths $V
 stage ${GENF_S:-0} generate.log $T $GEN --shape $S15 --fused-attention $V
 stage ${GENK_S:-0} generate.log $T $GEN --shape $S15 --decode-kernel $V

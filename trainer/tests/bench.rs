@@ -112,6 +112,11 @@ fn kernels_time_every_product_form_and_fused_attention_matches_the_materialised_
         let d = c["relative_difference"].as_f64().unwrap();
         assert!((0.0..1e-5).contains(&d), "the norm kernel's CPU path is burn's operations: {c}");
     }
+    let rotary = report["rotary_checks"].as_array().unwrap();
+    assert_eq!(rotary.len(), 4, "q and k at a decode step and a prefill: {report}");
+    for d in rotary {
+        assert!((0.0..1e-5).contains(&d.as_f64().unwrap()), "the rotary kernel's CPU path is burn's operations: {report}");
+    }
     let attention = &report["attention"];
     for key in ["prefill_fused_ms", "prefill_materialised_ms", "decode_fused_ms", "decode_materialised_ms"] {
         assert!(positive(&attention[key]), "{key}: {attention}");

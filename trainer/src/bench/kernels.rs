@@ -13,6 +13,8 @@ use crate::device::host_f32;
 use crate::error::{Error, Result};
 use crate::model::decode_product::decode_product;
 use crate::model::norm_kernel::{self, rms_norm_rows};
+use crate::model::rope::apply_rotary;
+use crate::model::rotary_kernel::rotary_heads;
 use crate::model::transformer::RmsNorm;
 use crate::model::{CausalLm, KvCache, RandomWeights, token_tensor};
 use crate::steering::Steering;
@@ -118,6 +120,9 @@ pub struct KernelReport {
     /// rows, a size that is not a multiple of the kernel's units, and a row longer than four
     /// passes of them.
     pub norm_checks: Vec<NormCheck>,
+    /// The rotary-embedding kernel against burn's composed rotation of q and of k at the decode
+    /// step's rows and at a prefill of 3 positions: `max |kernel − composed| / max |composed|`.
+    pub rotary_checks: Vec<f64>,
     /// The largest relative difference the checks accept ([`kernel_tolerance`] of the dtype).
     pub kernel_tolerance: f64,
     /// Fused against materialised attention.
@@ -135,11 +140,16 @@ impl KernelReport {
                 c.rows, c.inner, c.inner, c.outer, c.relative_difference
             )));
         }
-        match self.norm_checks.iter().find(|c| beyond(c.relative_difference)) {
-            None => Ok(()),
-            Some(c) => Err(Error::Backend(format!(
+        if let Some(c) = self.norm_checks.iter().find(|c| beyond(c.relative_difference)) {
+            return Err(Error::Backend(format!(
                 "the RMSNorm kernel differs from burn's composed norm at [{}, {}]: relative difference {:e}, expected at most {tolerance:e}",
                 c.rows, c.hidden, c.relative_difference
+            )));
+        }
+        match self.rotary_checks.iter().find(|&&d| beyond(d)) {
+            None => Ok(()),
+            Some(d) => Err(Error::Backend(format!(
+                "the rotary-embedding kernel differs from burn's composed rotation: relative difference {d:e}, expected at most {tolerance:e}"
             ))),
         }
     }
@@ -224,6 +234,12 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
         let relative_difference = check_norm(device, dtype, rows, hidden)?;
         norm_checks.push(NormCheck { rows, hidden, relative_difference });
     }
+    let mut rotary_checks = Vec::new();
+    for (rows, seq) in [(bench.batch, 1), (2, 3)] {
+        for heads in [config.num_heads, config.num_kv_heads] {
+            rotary_checks.push(check_rotary(device, dtype, [rows, seq, heads, config.head_dim])?);
+        }
+    }
     let lm = CausalLm::load(config, &RandomWeights { std: 0.02 }, device, dtype)?;
     let attention = compare_attention(&lm, bench)?;
     Ok(KernelReport {
@@ -233,6 +249,7 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
         products,
         kernel_checks,
         norm_checks,
+        rotary_checks,
         kernel_tolerance: kernel_tolerance(dtype),
         attention,
     })
@@ -290,6 +307,17 @@ fn check_norm(device: &Device, dtype: DType, rows: usize, hidden: usize) -> Resu
     let norm = RmsNorm { weight: weight.clone(), eps: 1e-6 };
     let expected = norm.forward(x.clone().unsqueeze::<3>());
     relative_difference(rms_norm_rows(x, weight, norm.eps).unsqueeze::<3>(), expected)
+}
+
+/// The relative difference of the rotary kernel from burn's composed rotation of random
+/// `x [B, S, n·hd]` with random tables, `[B, S, n, hd]` given as `dims`.
+fn check_rotary(device: &Device, dtype: DType, dims: [usize; 4]) -> Result<f64> {
+    let [b, s, n, hd] = dims;
+    let x = random_matrix([b * s, n * hd], 1.0, device, dtype).reshape([b, s, n * hd]);
+    let table = || random_matrix([b * s, hd], 1.0, device, dtype).reshape([b, 1, s, hd]);
+    let (cos, sin) = (table(), table());
+    let expected = apply_rotary(x.clone().reshape([b, s, n, hd]).swap_dims(1, 2), &cos, &sin);
+    relative_difference(rotary_heads(x, cos, sin), expected)
 }
 
 /// Prefill and one decode step with fused and with materialised attention.
@@ -356,6 +384,7 @@ mod tests {
             products: Vec::new(),
             kernel_checks: differences.iter().map(|&d| KernelCheck { rows: 5, inner: 1542, outer: 257, relative_difference: d }).collect(),
             norm_checks: vec![NormCheck { rows: 64, hidden: 1536, relative_difference: norm_difference }],
+            rotary_checks: vec![0.0],
             kernel_tolerance: kernel_tolerance(DType::F16),
             attention: AttentionComparison {
                 prefill_fused_ms: 1.0,

@@ -131,6 +131,9 @@ pub struct GenerateBench {
     pub decode_kernel: bool,
     /// RMSNorms as burn's operations, not the trainer's kernel ([`CausalLm::fused_norm`]).
     pub composed_norm: bool,
+    /// The rotary embedding as burn's operations, not the trainer's kernel
+    /// ([`CausalLm::rotary_kernel`]).
+    pub composed_rotary: bool,
     /// Generate with a random steering vector `[L, H]` after every layer's MLP (an RL
     /// rollout's setting) instead of the base model.
     pub steered: bool,
@@ -224,6 +227,7 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     lm.fused_attention = bench.fused_attention;
     lm.decode_kernel = bench.decode_kernel;
     lm.fused_norm &= !bench.composed_norm;
+    lm.rotary_kernel &= !bench.composed_rotary;
     crate::device::sync(device, "loading the weights")?;
     let load_secs = start.elapsed().as_secs_f64();
     // Deterministic pseudo-random prompt tokens.

@@ -76,6 +76,10 @@ pub enum BenchCommand {
         /// (`CausalLm::fused_norm`, on by default on GPU backends).
         #[arg(long)]
         composed_norm: bool,
+        /// Run the rotary embedding as burn's operations instead of the trainer's kernel
+        /// (`CausalLm::rotary_kernel`, on by default on GPU backends).
+        #[arg(long)]
+        composed_rotary: bool,
         /// Add a random steering vector after every layer's MLP, as the rollouts of a steering
         /// run do (the default generates with the base model).
         #[arg(long)]
@@ -173,7 +177,7 @@ pub enum BenchCommand {
 /// Runs `trainer bench`; prints one JSON line per report.
 pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
     match &args.which {
-        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, fused_attention, decode_kernel, composed_norm, steered } => {
+        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, fused_attention, decode_kernel, composed_norm, composed_rotary, steered } => {
             let device = on.backend.device_for(on.dtype)?;
             let settings = GenerateBench {
                 shape: on.shape.clone(),
@@ -187,6 +191,7 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 fused_attention: *fused_attention,
                 decode_kernel: *decode_kernel,
                 composed_norm: *composed_norm,
+                composed_rotary: *composed_rotary,
                 steered: *steered,
             };
             let bar = super::progress_bar((batch * new_tokens) as u64, "generating", quiet);

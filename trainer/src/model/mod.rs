@@ -4,6 +4,7 @@
 pub mod config;
 pub mod decode_product;
 pub mod norm_kernel;
+pub mod rotary_kernel;
 pub mod prompt;
 pub mod recompute;
 pub mod rope;

@@ -28,7 +28,8 @@ use kernel::rms_norm_kernel;
 
 /// Units per cube (a power of two).
 pub const UNITS: usize = 128;
-/// Most rows [`CausalLm`](crate::model::CausalLm) sends through this kernel: decode steps of
+/// Most rows [`CausalLm`](crate::model::CausalLm) sends through this kernel (and through
+/// [`rotary_kernel`](crate::model::rotary_kernel)'s): decode steps of
 /// large batches take it, a prefill of many tokens keeps burn's operations (a 64 × 256-token
 /// prefill took 0.54 s with the kernel against 0.44 s without on an H200).
 pub const MAX_ROWS: usize = 1024;

@@ -21,7 +21,7 @@ use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::model::config::{Architecture, ModelConfig};
-use crate::model::{decode_product, norm_kernel};
+use crate::model::{decode_product, norm_kernel, rotary_kernel};
 use crate::model::rope::{RopeTables, apply_rotary};
 use crate::model::weights::{TensorSource, Weight, WeightMap};
 use crate::steering::{LoraPair, Steering};
@@ -374,6 +374,10 @@ pub struct CausalLm {
     /// H200 decode step of the 1.5B shape took 34.0 against 38.8 ms, docs/performance.md), unset
     /// on the CPU, where burn's operations stay the reference of every parity test.
     pub fused_norm: bool,
+    /// When set, the rotary embedding of q and k in the same passes as [`CausalLm::fused_norm`]'s
+    /// runs as the trainer's own kernel ([`rotary_kernel`]: one launch per projection) instead of
+    /// burn's operations. Default: set on GPU backends, unset on the CPU.
+    pub rotary_kernel: bool,
     embed_tokens: Tensor<2>,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
@@ -418,6 +422,7 @@ impl CausalLm {
         };
         let norm = RmsNorm::load(weights, "model.norm.weight", h, c.rms_norm_eps, device, dtype)?;
         let rope = RopeTables::new(&c.rope, c.head_dim, c.max_position_embeddings, device);
+        let on_gpu = !matches!(device.clone().inner().as_dispatch(), burn::backend::DispatchDevice::Flex(_));
         Ok(Self {
             config,
             device: device.clone(),
@@ -426,7 +431,8 @@ impl CausalLm {
             chunk_bytes: MAX_BUFFER_BYTES,
             fused_attention: false,
             decode_kernel: false,
-            fused_norm: !matches!(device.clone().inner().as_dispatch(), burn::backend::DispatchDevice::Flex(_)),
+            fused_norm: on_gpu,
+            rotary_kernel: on_gpu,
             embed_tokens,
             layers,
             norm,
@@ -485,6 +491,7 @@ impl CausalLm {
         model.fused_attention = self.fused_attention;
         model.decode_kernel = self.decode_kernel;
         model.fused_norm = self.fused_norm;
+        model.rotary_kernel = self.rotary_kernel;
         Ok(model)
     }
 
@@ -812,8 +819,13 @@ impl CausalLm {
         let [b, s, _] = q.dims();
         let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
-        let q = apply_rotary(heads(q, nh), &pass.cos, &pass.sin);
-        let k = apply_rotary(heads(k, nkv), &pass.cos, &pass.sin);
+        let kernel = self.rotary_kernel && b * s <= norm_kernel::MAX_ROWS && !q.is_autodiff();
+        let rotate = |t: Tensor<3>, n: usize| match kernel {
+            true => rotary_kernel::rotary_heads(t, pass.cos.clone(), pass.sin.clone()),
+            false => apply_rotary(heads(t, n), &pass.cos, &pass.sin),
+        };
+        let q = rotate(q, nh);
+        let k = rotate(k, nkv);
         let v = heads(v, nkv);
         let (k, v) = match cache {
             Some(cache) => cache.append(l, k, v),
@@ -946,10 +958,10 @@ mod tests {
     }
 
     #[test]
-    fn the_norm_kernel_is_off_on_the_cpu_and_its_route_keeps_the_hidden_states() {
+    fn the_norm_and_rotary_kernels_are_off_on_the_cpu_and_their_routes_keep_the_hidden_states() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2");
         let mut lm = crate::model::load(&dir, &Device::flex(), DType::F32).expect("fixture");
-        assert!(!lm.fused_norm, "burn's operations are the CPU's reference");
+        assert!(!lm.fused_norm && !lm.rotary_kernel, "burn's operations are the CPU's reference");
         let (tokens, width, layout) = lm.left_pad(&[vec![7, 8, 9, 10], vec![5, 6]], 0, 0);
         let ids = crate::model::token_tensor(&tokens, [2, width], &lm.device);
         let hidden = |lm: &CausalLm| -> Vec<f32> {
@@ -957,11 +969,13 @@ mod tests {
             out.hidden.into_data().iter::<f32>().collect()
         };
         let composed = hidden(&lm);
-        lm.fused_norm = true;
-        let routed = hidden(&lm);
-        assert_eq!(routed.len(), composed.len());
-        for (i, (&r, &c)) in routed.iter().zip(&composed).enumerate() {
-            assert!((r - c).abs() <= 1e-5 * c.abs().max(1.0), "element {i}: {r} vs {c}");
+        for (norm, rotary) in [(true, false), (false, true), (true, true)] {
+            (lm.fused_norm, lm.rotary_kernel) = (norm, rotary);
+            let routed = hidden(&lm);
+            assert_eq!(routed.len(), composed.len());
+            for (i, (&r, &c)) in routed.iter().zip(&composed).enumerate() {
+                assert!((r - c).abs() <= 1e-5 * c.abs().max(1.0), "norm {norm}, rotary {rotary}, element {i}: {r} vs {c}");
+            }
         }
     }
 
