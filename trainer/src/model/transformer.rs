@@ -35,12 +35,21 @@ pub const GPU_LENGTH_MULTIPLE: usize = 64;
 /// logits 2.5 GB), and smaller pieces keep the peak memory down.
 pub const MAX_BUFFER_BYTES: usize = 512 << 20;
 
+/// Whether `device` is the CPU backend (flex).
+fn on_cpu(device: &Device) -> bool {
+    matches!(device.clone().inner().as_dispatch(), burn::backend::DispatchDevice::Flex(_))
+}
+
 /// 1 on the CPU backend, [`GPU_LENGTH_MULTIPLE`] elsewhere.
 fn default_length_multiple(device: &Device) -> usize {
-    match device.clone().inner().as_dispatch() {
-        burn::backend::DispatchDevice::Flex(_) => 1,
-        _ => GPU_LENGTH_MULTIPLE,
-    }
+    if on_cpu(device) { 1 } else { GPU_LENGTH_MULTIPLE }
+}
+
+/// Whether a pass over `x [B, S, ..]` may run the norm and rotary kernels: without autodiff (they
+/// have no backward pass) and of at most [`norm_kernel::MAX_ROWS`] rows (decode steps).
+fn takes_decode_kernels(x: &Tensor<3>) -> bool {
+    let [b, s, _] = x.dims();
+    b * s <= norm_kernel::MAX_ROWS && !x.is_autodiff()
 }
 
 /// A linear map with its weight stored as `[in, out]` (a transposed view of the checkpoint's
@@ -422,7 +431,7 @@ impl CausalLm {
         };
         let norm = RmsNorm::load(weights, "model.norm.weight", h, c.rms_norm_eps, device, dtype)?;
         let rope = RopeTables::new(&c.rope, c.head_dim, c.max_position_embeddings, device);
-        let on_gpu = !matches!(device.clone().inner().as_dispatch(), burn::backend::DispatchDevice::Flex(_));
+        let on_gpu = !on_cpu(device);
         Ok(Self {
             config,
             device: device.clone(),
@@ -741,10 +750,10 @@ impl CausalLm {
     /// [`norm_kernel::MAX_ROWS`] rows without autodiff when [`CausalLm::fused_norm`] is set,
     /// burn's operations otherwise.
     fn rms_norm(&self, norm: &RmsNorm, x: Tensor<3>) -> Tensor<3> {
-        let [b, s, h] = x.dims();
-        if !self.fused_norm || b * s > norm_kernel::MAX_ROWS || x.is_autodiff() {
+        if !self.fused_norm || !takes_decode_kernels(&x) {
             return norm.forward(x);
         }
+        let [b, s, h] = x.dims();
         norm_kernel::rms_norm_rows(x.reshape([b * s, h]), norm.weight.clone(), norm.eps).reshape([b, s, h])
     }
 
@@ -819,7 +828,7 @@ impl CausalLm {
         let [b, s, _] = q.dims();
         let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
-        let kernel = self.rotary_kernel && b * s <= norm_kernel::MAX_ROWS && !q.is_autodiff();
+        let kernel = self.rotary_kernel && takes_decode_kernels(&q);
         let rotate = |t: Tensor<3>, n: usize| match kernel {
             true => rotary_kernel::rotary_heads(t, pass.cos.clone(), pass.sin.clone()),
             false => apply_rotary(heads(t, n), &pass.cos, &pass.sin),
