@@ -3,7 +3,7 @@
 # repository root, carrying `.gl` (Vulkan loader debs) and `.dev` (the stripped, gzipped `trainer`
 # binary as .dev/trainer.gz, built with `--release`: a dev build's decode steps were 1.7× slower,
 # docs/performance.md; and ../shared/bench/torch_baseline.py). Each stage has its own time
-# limit in seconds (KERN_S, RL_S, GEN_S, GENS_S, GENN_S, GENR_S, GENV_S, GENF_S, GENK_S, TRAIN_S, TRAIN_WG_S, TRAINF_S, GEN7_S, TRAIN7_S, TORCH_S,
+# limit in seconds (KERN_S, RL_S, GEN_S, GENS_S, GENN_S, GENR_S, GENA_S, GENV_S, GENF_S, GENK_S, TRAIN_S, TRAIN_WG_S, TRAINF_S, GEN7_S, TRAIN7_S, TORCH_S,
 # PROFILE_S, PROFILE_DK_S, PROFILE_KERN_S; 0 skips
 # a stage; TRAIN_SETUPS picks the 1.5B micro-steps, TORCH_SHAPES the PyTorch shapes)
 # so a slow one cannot eat the others, and stages append to one file each in $OUT (the device tool
@@ -16,11 +16,11 @@
 #                      summary per worker count)
 #   generate.log       generation, 64 × 256 + 256 tokens: the 1.5B shape with a decode-step
 #                      profile and the copy-bandwidth roofline (GEN_S), steered (GENS_S), with
-#                      RMSNorms (GENN_S) or the rotary embedding (GENR_S) as burn's operations
-#                      instead of the trainer's kernels, the 1.5B shape with
-#                      budgets from 32 to 256 tokens, so that the batch halves (GENV_S), the 1.5B
-#                      shape with fused attention (GENF_S), with the trainer's decode-product
-#                      kernel (GENK_S), then the 7B shape (GEN7_S)
+#                      RMSNorms (GENN_S), the rotary embedding (GENR_S), the decode step's
+#                      attention (GENA_S) or its products (GENK_S) as burn's operations instead
+#                      of the trainer's kernels, the 1.5B shape with budgets from 32 to 256
+#                      tokens, so that the batch halves (GENV_S), the 1.5B shape with fused
+#                      attention (GENF_S), then the 7B shape (GEN7_S)
 #   train_step.log     the RL micro-step, 4 × 1024 tokens: steering, LoRA and the full model on the
 #                      1.5B shape (TRAIN_S each), steering keeping the whole graph (TRAIN_WG_S),
 #                      steering with fused attention (TRAINF_S), then steering on the 7B
@@ -29,8 +29,9 @@
 #   cubecl_profile.log a per-kernel profile (CubeCL's profiling log) of a few decode steps
 #                      (PROFILE_S, with PROFILE_ARGS added to `bench generate`), or of `bench
 #                      kernels` at 64 rows (PROFILE_KERN_S)
-#   cubecl_profile_decode_kernel.log   the same decode steps with the decode-product kernel
-#                      (PROFILE_DK_S); scripts/device/profile_summary.py sums either by kernel
+#   cubecl_profile_decode_kernel.log   the same decode steps with burn's products instead of the
+#                      decode-product kernel (PROFILE_DK_S); scripts/device/profile_summary.py
+#                      sums either by kernel
 #   env.txt            GPUs, driver, commit, and each stage's exit status and seconds
 # Every new process compiles its kernels and probes the device (a minute or more on a fresh
 # machine, docs/performance.md); autotune results are cached in target/environment, so later
@@ -62,9 +63,10 @@ stage ${GEN_S:-100} generate.log $T $GEN --shape $S15 --profile $V
 stage ${GENS_S:-0} generate.log $T $GEN --shape $S15 --steered $V
 stage ${GENN_S:-0} generate.log $T $GEN --shape $S15 --composed-norm $V
 stage ${GENR_S:-0} generate.log $T $GEN --shape $S15 --composed-rotary $V
+stage ${GENA_S:-0} generate.log $T $GEN --shape $S15 --composed-attention $V
 stage ${GENV_S:-0} generate.log $T $GEN --shape $S15 --varied-lengths $V
 stage ${GENF_S:-0} generate.log $T $GEN --shape $S15 --fused-attention $V
-stage ${GENK_S:-0} generate.log $T $GEN --shape $S15 --decode-kernel $V
+stage ${GENK_S:-0} generate.log $T $GEN --shape $S15 --burn-products $V
 for setup in ${TRAIN_SETUPS:-steering lora full-model}; do
   stage ${TRAIN_S:-100} train_step.log $T $TRAIN --shape $S15 --setup $setup $V
 done
@@ -80,7 +82,7 @@ if [ "${PROFILE_S:-0}" != 0 ]; then
 fi
 if [ "${PROFILE_DK_S:-0}" != 0 ]; then
   CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG=/tmp/cubecl_dk.log timeout ${PROFILE_DK_S} $T bench generate \
-    --shape $S15 --batch 64 --prompt-len 256 --new-tokens 6 --decode-kernel $V >> $OUT/env.txt 2>&1
+    --shape $S15 --batch 64 --prompt-len 256 --new-tokens 6 --burn-products $V >> $OUT/env.txt 2>&1
   tail -c 6000000 /tmp/cubecl_dk.log > $OUT/cubecl_profile_decode_kernel.log
 fi
 if [ "${PROFILE_KERN_S:-0}" != 0 ]; then

@@ -1,7 +1,9 @@
 //! `trainer bench kernels`: the matrix products of a model's linear maps at the row counts of a
-//! decode step and of a training micro-step, in the layouts and formulations the model could use,
-//! and the fused attention against the materialised one (time, and the relative difference of
-//! the hidden states, so that the fused kernel is checked on the device that runs it).
+//! decode step and of a training micro-step, in the layouts and formulations the model could use;
+//! the trainer's kernels (decode product, RMSNorm, rotary embedding, decode attention) against
+//! burn's operations on random inputs; and the fused attention and the decode-attention kernel
+//! against the materialised attention in a prefill and a decode step (time, and the relative
+//! difference of the hidden states, so that each kernel is checked on the device that runs it).
 
 use burn::tensor::{DType, Device, Tensor};
 use serde::Serialize;
@@ -11,12 +13,13 @@ use std::time::Instant;
 use super::{ShapeSpec, sync, synthetic_prompt, time_synced};
 use crate::device::host_f32;
 use crate::error::{Error, Result};
+use crate::model::attention_kernel::decode_attention;
 use crate::model::decode_product::decode_product;
 use crate::model::norm_kernel::{self, rms_norm_rows};
 use crate::model::rope::apply_rotary;
 use crate::model::rotary_kernel::rotary_heads;
 use crate::model::transformer::RmsNorm;
-use crate::model::{CausalLm, KvCache, RandomWeights, token_tensor};
+use crate::model::{BatchLayout, CausalLm, KvCache, RandomWeights, token_tensor};
 use crate::steering::Steering;
 
 /// Settings of the kernel benchmark.
@@ -99,6 +102,27 @@ pub struct AttentionComparison {
     pub decode_materialised_ms: f64,
     /// The relative difference of the first decode step's hidden states.
     pub decode_relative_difference: f64,
+    /// The same decode step with the trainer's decode-attention kernel
+    /// ([`CausalLm::decode_attention`]), ms.
+    pub decode_kernel_ms: f64,
+    /// The relative difference of its first decode step's hidden states from the materialised
+    /// attention's.
+    pub decode_kernel_relative_difference: f64,
+}
+
+/// One check of the decode-attention kernel against burn's operations.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttentionCheck {
+    /// Rows (each a query position with its own padding).
+    pub rows: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Keys attended (a view of a longer cache).
+    pub keys: usize,
+    /// `max |kernel − composed| / max |composed|`.
+    pub relative_difference: f64,
 }
 
 /// What the kernel benchmark measured.
@@ -123,6 +147,10 @@ pub struct KernelReport {
     /// The rotary-embedding kernel against burn's composed rotation of q and of k at the decode
     /// step's rows and at a prefill of 3 positions: `max |kernel − composed| / max |composed|`.
     pub rotary_checks: Vec<f64>,
+    /// The decode-attention kernel against burn's materialised attention on random queries,
+    /// keys and values with padded rows: the decode step's rows, heads and a cache of the
+    /// prompt's length, and key counts below, between and above multiples of the kernel's units.
+    pub attention_checks: Vec<AttentionCheck>,
     /// The largest relative difference the checks accept ([`kernel_tolerance`] of the dtype).
     pub kernel_tolerance: f64,
     /// Fused against materialised attention.
@@ -146,12 +174,24 @@ impl KernelReport {
                 c.rows, c.hidden, c.relative_difference
             )));
         }
-        match self.rotary_checks.iter().find(|&&d| beyond(d)) {
-            None => Ok(()),
-            Some(d) => Err(Error::Backend(format!(
+        if let Some(d) = self.rotary_checks.iter().find(|&&d| beyond(d)) {
+            return Err(Error::Backend(format!(
                 "the rotary-embedding kernel differs from burn's composed rotation: relative difference {d:e}, expected at most {tolerance:e}"
-            ))),
+            )));
         }
+        if let Some(c) = self.attention_checks.iter().find(|c| beyond(c.relative_difference)) {
+            return Err(Error::Backend(format!(
+                "the decode-attention kernel differs from burn's materialised attention with {} rows, {} heads, {} kv heads and {} keys: relative difference {:e}, expected at most {tolerance:e}",
+                c.rows, c.heads, c.kv_heads, c.keys, c.relative_difference
+            )));
+        }
+        let d = self.attention.decode_kernel_relative_difference;
+        if beyond(d) {
+            return Err(Error::Backend(format!(
+                "a decode step with the decode-attention kernel differs from one with materialised attention: relative difference {d:e}, expected at most {tolerance:e}"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -240,6 +280,12 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
             rotary_checks.push(check_rotary(device, dtype, [rows, seq, heads, config.head_dim])?);
         }
     }
+    let (nh, nkv, hd) = (config.num_heads, config.num_kv_heads, config.head_dim);
+    let mut attention_checks = Vec::new();
+    for (rows, heads, kv_heads, keys) in [(bench.batch, nh, nkv, bench.prompt_len + 1), (3, 4, 2, 1), (3, 4, 1, 127), (2, 2, 2, 300)] {
+        let relative_difference = check_attention(device, dtype, [rows, heads, kv_heads, keys, hd])?;
+        attention_checks.push(AttentionCheck { rows, heads, kv_heads, keys, relative_difference });
+    }
     let lm = CausalLm::load(config, &RandomWeights { std: 0.02 }, device, dtype)?;
     let attention = compare_attention(&lm, bench)?;
     Ok(KernelReport {
@@ -250,6 +296,7 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
         kernel_checks,
         norm_checks,
         rotary_checks,
+        attention_checks,
         kernel_tolerance: kernel_tolerance(dtype),
         attention,
     })
@@ -320,7 +367,25 @@ fn check_rotary(device: &Device, dtype: DType, dims: [usize; 4]) -> Result<f64> 
     relative_difference(rotary_heads(x, cos, sin), expected)
 }
 
-/// Prefill and one decode step with fused and with materialised attention.
+/// The relative difference of the decode-attention kernel from burn's materialised attention
+/// (the model's formulation: scores in f32, probabilities cast to the compute dtype) on random
+/// `q [B, H_q, 1, hd]` and keys and values `[B, H_kv, T, hd]` viewed from a cache of `T + 5`
+/// positions, row `b` padded by `b mod T` positions; `dims` is `[B, H_q, H_kv, T, hd]`.
+fn check_attention(device: &Device, dtype: DType, dims: [usize; 5]) -> Result<f64> {
+    let [b, nh, nkv, t, hd] = dims;
+    let q = random_matrix([b * nh, hd], 1.0, device, dtype).reshape([b, nh, 1, hd]);
+    let cache = || random_matrix([b * nkv * (t + 5), hd], 1.0, device, dtype).reshape([b, nkv, t + 5, hd]).slice([0..b, 0..nkv, 0..t, 0..hd]);
+    let (k, v) = (cache(), cache());
+    let mask = BatchLayout { pads: (0..b).map(|r| r % t).collect() }.mask(t - 1, 1, t, device);
+    let rep = nh / nkv;
+    let scores = q.clone().reshape([b, nkv, rep, hd]).matmul(k.clone().swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt());
+    let probs = burn::tensor::activation::softmax(scores.cast(DType::F32) + mask.clone(), 3).cast(dtype);
+    let expected = probs.matmul(v.clone()).reshape([b, nh, 1, hd]);
+    relative_difference(decode_attention(q, k, v, mask.cast(dtype)), expected)
+}
+
+/// Prefill and one decode step with fused and with materialised attention, and the decode step
+/// with the trainer's decode-attention kernel.
 fn compare_attention(lm: &CausalLm, bench: &KernelBench) -> Result<AttentionComparison> {
     let device = &lm.device;
     let vocab = lm.config.vocab_size as u64;
@@ -331,9 +396,10 @@ fn compare_attention(lm: &CausalLm, bench: &KernelBench) -> Result<AttentionComp
     let next_ids: Vec<u32> = (0..bench.batch as u32).collect();
     let next = token_tensor(&next_ids, [bench.batch, 1], device);
     // (prefill seconds, decode seconds, prefill hidden, first decode hidden) of one mode.
-    let run = |fused: bool| -> Result<(f64, f64, Tensor<3>, Tensor<3>)> {
+    let run = |fused: bool, kernel: bool| -> Result<(f64, f64, Tensor<3>, Tensor<3>)> {
         let mut lm = lm.clone();
         lm.fused_attention = fused;
+        lm.decode_attention = kernel;
         let prefill = |cache: Option<&mut KvCache>| lm.forward(prompt_ids.clone(), &layout, cache, &Steering::None, &[]).map(|o| o.hidden);
         let prefill_secs = time_synced(device, bench.iterations, || prefill(None).map(drop))?;
         let mut cache = lm.kv_cache(bench.batch, width + steps);
@@ -344,15 +410,18 @@ fn compare_attention(lm: &CausalLm, bench: &KernelBench) -> Result<AttentionComp
         })?;
         Ok((prefill_secs, decode_secs, hidden, first))
     };
-    let (prefill_fused, decode_fused, hidden_fused, first_fused) = run(true)?;
-    let (prefill_materialised, decode_materialised, hidden, first) = run(false)?;
+    let (prefill_fused, decode_fused, hidden_fused, first_fused) = run(true, false)?;
+    let (prefill_materialised, decode_materialised, hidden, first) = run(false, false)?;
+    let (_, decode_kernel, _, first_kernel) = run(false, true)?;
     Ok(AttentionComparison {
         prefill_fused_ms: 1e3 * prefill_fused,
         prefill_materialised_ms: 1e3 * prefill_materialised,
         prefill_relative_difference: relative_difference(hidden_fused, hidden)?,
         decode_fused_ms: 1e3 * decode_fused,
         decode_materialised_ms: 1e3 * decode_materialised,
-        decode_relative_difference: relative_difference(first_fused, first)?,
+        decode_relative_difference: relative_difference(first_fused, first.clone())?,
+        decode_kernel_ms: 1e3 * decode_kernel,
+        decode_kernel_relative_difference: relative_difference(first_kernel, first)?,
     })
 }
 
@@ -368,7 +437,7 @@ fn relative_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Result<f64
 mod tests {
     use super::*;
 
-    fn report(differences: &[f64], norm_difference: f64) -> KernelReport {
+    fn report(differences: &[f64], norm_difference: f64, attention_difference: f64) -> KernelReport {
         KernelReport {
             settings: KernelBench {
                 shape: ShapeSpec::Preset(super::super::Shape::QwenMath1_5b),
@@ -385,6 +454,7 @@ mod tests {
             kernel_checks: differences.iter().map(|&d| KernelCheck { rows: 5, inner: 1542, outer: 257, relative_difference: d }).collect(),
             norm_checks: vec![NormCheck { rows: 64, hidden: 1536, relative_difference: norm_difference }],
             rotary_checks: vec![0.0],
+            attention_checks: vec![AttentionCheck { rows: 3, heads: 4, kv_heads: 1, keys: 127, relative_difference: attention_difference }],
             kernel_tolerance: kernel_tolerance(DType::F16),
             attention: AttentionComparison {
                 prefill_fused_ms: 1.0,
@@ -393,18 +463,23 @@ mod tests {
                 decode_fused_ms: 1.0,
                 decode_materialised_ms: 1.0,
                 decode_relative_difference: 0.0,
+                decode_kernel_ms: 1.0,
+                decode_kernel_relative_difference: 0.0,
             },
         }
     }
 
     #[test]
     fn verification_fails_on_a_difference_beyond_the_tolerance_or_not_a_number() {
-        assert!(report(&[0.0, 5e-4], 1e-3).verify().is_ok());
-        let err = report(&[5e-4, 0.03], 0.0).verify().expect_err("3 % exceeds the f16 tolerance").to_string();
+        assert!(report(&[0.0, 5e-4], 1e-3, 2e-3).verify().is_ok());
+        let err = report(&[5e-4, 0.03], 0.0, 0.0).verify().expect_err("3 % exceeds the f16 tolerance").to_string();
         assert!(err.contains("[5, 1542] × [1542, 257]") && err.contains("3e-2"), "{err}");
-        assert!(report(&[f64::NAN], 0.0).verify().is_err(), "NaN is a failure");
-        let err = report(&[0.0], 0.02).verify().expect_err("the norm kernel's 2 % exceeds the tolerance").to_string();
+        assert!(report(&[f64::NAN], 0.0, 0.0).verify().is_err(), "NaN is a failure");
+        let err = report(&[0.0], 0.02, 0.0).verify().expect_err("the norm kernel's 2 % exceeds the tolerance").to_string();
         assert!(err.contains("RMSNorm kernel") && err.contains("[64, 1536]"), "{err}");
-        assert!(report(&[0.0], f64::NAN).verify().is_err(), "NaN is a failure");
+        assert!(report(&[0.0], f64::NAN, 0.0).verify().is_err(), "NaN is a failure");
+        let err = report(&[0.0], 0.0, 0.05).verify().expect_err("the attention kernel's 5 % exceeds the tolerance").to_string();
+        assert!(err.contains("decode-attention kernel") && err.contains("127 keys"), "{err}");
+        assert!(report(&[0.0], 0.0, f64::NAN).verify().is_err(), "NaN is a failure");
     }
 }

@@ -127,13 +127,17 @@ pub struct GenerateBench {
     pub varied_lengths: bool,
     /// Attention as one fused kernel ([`CausalLm::fused_attention`]).
     pub fused_attention: bool,
-    /// Decode-step products through the trainer's kernel ([`CausalLm::decode_kernel`]).
-    pub decode_kernel: bool,
+    /// Decode-step products as burn's `matmul`, not the trainer's kernel
+    /// ([`CausalLm::decode_kernel`]).
+    pub burn_products: bool,
     /// RMSNorms as burn's operations, not the trainer's kernel ([`CausalLm::fused_norm`]).
     pub composed_norm: bool,
     /// The rotary embedding as burn's operations, not the trainer's kernel
     /// ([`CausalLm::rotary_kernel`]).
     pub composed_rotary: bool,
+    /// A decode step's attention as burn's operations, not the trainer's kernel
+    /// ([`CausalLm::decode_attention`]).
+    pub composed_attention: bool,
     /// Generate with a random steering vector `[L, H]` after every layer's MLP (an RL
     /// rollout's setting) instead of the base model.
     pub steered: bool,
@@ -225,9 +229,10 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     let start = Instant::now();
     let mut lm = CausalLm::load(config, &RandomWeights { std: 0.02 }, device, dtype)?;
     lm.fused_attention = bench.fused_attention;
-    lm.decode_kernel = bench.decode_kernel;
+    lm.decode_kernel &= !bench.burn_products;
     lm.fused_norm &= !bench.composed_norm;
     lm.rotary_kernel &= !bench.composed_rotary;
+    lm.decode_attention &= !bench.composed_attention;
     crate::device::sync(device, "loading the weights")?;
     let load_secs = start.elapsed().as_secs_f64();
     // Deterministic pseudo-random prompt tokens.

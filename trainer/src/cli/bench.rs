@@ -68,10 +68,10 @@ pub enum BenchCommand {
         /// materialising its scores.
         #[arg(long)]
         fused_attention: bool,
-        /// Run the decode step's products as the trainer's kernel (`CausalLm::decode_kernel`)
-        /// instead of burn's.
+        /// Run the decode step's products as burn's `matmul` instead of the trainer's kernel
+        /// (`CausalLm::decode_kernel`, on by default on GPU backends).
         #[arg(long)]
-        decode_kernel: bool,
+        burn_products: bool,
         /// Run the RMSNorms as burn's operations instead of the trainer's kernel
         /// (`CausalLm::fused_norm`, on by default on GPU backends).
         #[arg(long)]
@@ -80,6 +80,10 @@ pub enum BenchCommand {
         /// (`CausalLm::rotary_kernel`, on by default on GPU backends).
         #[arg(long)]
         composed_rotary: bool,
+        /// Run a decode step's attention as burn's operations instead of the trainer's kernel
+        /// (`CausalLm::decode_attention`, on by default on GPU backends).
+        #[arg(long)]
+        composed_attention: bool,
         /// Add a random steering vector after every layer's MLP, as the rollouts of a steering
         /// run do (the default generates with the base model).
         #[arg(long)]
@@ -114,9 +118,11 @@ pub enum BenchCommand {
     },
     /// The matrix products of the shape's linear maps at a decode step's and a training
     /// micro-step's row counts, in several layouts and formulations (ms, TFLOP/s, weight GB/s),
-    /// the decode-product kernel against burn's matmul on random operands (fails when they
-    /// differ by more than the dtype's tolerance), and fused against materialised attention in a
-    /// prefill and a decode step (ms, and the relative difference of the hidden states).
+    /// the trainer's kernels (decode product, RMSNorm, rotary embedding, decode attention)
+    /// against burn's operations on random inputs (fails when one differs by more than the
+    /// dtype's tolerance), and the fused attention and the decode-attention kernel against the
+    /// materialised attention in a prefill and a decode step (ms, and the relative difference of
+    /// the hidden states).
     Kernels {
         /// Shape, seed, backend, dtype.
         #[command(flatten)]
@@ -177,7 +183,7 @@ pub enum BenchCommand {
 /// Runs `trainer bench`; prints one JSON line per report.
 pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
     match &args.which {
-        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, fused_attention, decode_kernel, composed_norm, composed_rotary, steered } => {
+        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, fused_attention, burn_products, composed_norm, composed_rotary, composed_attention, steered } => {
             let device = on.backend.device_for(on.dtype)?;
             let settings = GenerateBench {
                 shape: on.shape.clone(),
@@ -189,9 +195,10 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 profile: *profile,
                 varied_lengths: *varied_lengths,
                 fused_attention: *fused_attention,
-                decode_kernel: *decode_kernel,
+                burn_products: *burn_products,
                 composed_norm: *composed_norm,
                 composed_rotary: *composed_rotary,
+                composed_attention: *composed_attention,
                 steered: *steered,
             };
             let bar = super::progress_bar((batch * new_tokens) as u64, "generating", quiet);

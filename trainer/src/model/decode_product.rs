@@ -17,7 +17,7 @@
 //! accumulation and `M`, `N` and `K` are multiples of 16 (`M` at most [`MAX_ROWS`]); any other
 //! product, and every product on backends other than CubeCL (the CPU's flex), is burn's `matmul`.
 //! The kernel is checked against burn's `matmul` on the device by `trainer bench kernels`; it is
-//! off by default ([`CausalLm::decode_kernel`](crate::model::CausalLm::decode_kernel)).
+//! on by default on GPU backends ([`CausalLm::decode_kernel`](crate::model::CausalLm::decode_kernel)).
 
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;

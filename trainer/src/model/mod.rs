@@ -1,6 +1,7 @@
 //! Models: `config.json` parsing, safetensors loading, the decoder (Qwen2, Llama 3, OLMo2),
 //! rotary embeddings, the tokenizer with its chat template, and prompt construction.
 
+pub mod attention_kernel;
 pub mod config;
 pub mod decode_product;
 pub mod norm_kernel;

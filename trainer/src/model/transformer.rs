@@ -21,7 +21,7 @@ use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::model::config::{Architecture, ModelConfig};
-use crate::model::{decode_product, norm_kernel, rotary_kernel};
+use crate::model::{attention_kernel, decode_product, norm_kernel, rotary_kernel};
 use crate::model::rope::{RopeTables, apply_rotary};
 use crate::model::weights::{TensorSource, Weight, WeightMap};
 use crate::steering::{LoraPair, Steering};
@@ -340,6 +340,9 @@ pub(super) struct Pass {
     mask: Tensor<4>,
     /// The fused attention's mask `[B, H_kv, rep·S, T]` (true = masked), built on first use.
     masked: OnceCell<Tensor<4, Bool>>,
+    /// The decode-attention kernel's mask `[B, 1, 1, T]`: `mask` in the model's dtype, cast on
+    /// first use.
+    kernel_mask: OnceCell<Tensor<4>>,
     pub(super) plan: Plan,
 }
 
@@ -372,10 +375,12 @@ pub struct CausalLm {
     pub fused_attention: bool,
     /// When set, the products of a decode step (at most [`decode_product::MAX_ROWS`] rows,
     /// without autodiff) run as the trainer's own kernel ([`decode_product`]) instead of burn's
-    /// `linear`. Default `false`: on an H200 the kernel was faster than burn's product for three
-    /// of the 1.5B shape's six maps alone, yet a whole decode step took 63 ms against 57 ms,
-    /// because burn fuses the element-wise work after its own products and not after a custom
-    /// kernel (docs/performance.md). On the CPU backend both are the same `matmul`.
+    /// `linear`. Default: set on GPU backends, unset on the CPU (where both are the same
+    /// `matmul`). Once the norms, the rotary embedding and the attention of a decode step ran as
+    /// the trainer's kernels too, an H200 decode step of the 1.5B shape took 21.2 ms with it
+    /// against 26.5 ms without (docs/performance.md); before, it was slower (63 against 57 ms),
+    /// because burn fused the element-wise work after its own products and not after a custom
+    /// kernel.
     pub decode_kernel: bool,
     /// When set, the RMSNorms of passes without autodiff of at most [`norm_kernel::MAX_ROWS`]
     /// rows (decode steps) run as the trainer's own kernel ([`norm_kernel`]: one launch per norm
@@ -387,6 +392,11 @@ pub struct CausalLm {
     /// runs as the trainer's own kernel ([`rotary_kernel`]: one launch per projection) instead of
     /// burn's operations. Default: set on GPU backends, unset on the CPU.
     pub rotary_kernel: bool,
+    /// When set, the attention of passes of one query position without autodiff (decode steps)
+    /// where [`attention_kernel::supports`] the keys and heads runs as the trainer's own kernel
+    /// ([`attention_kernel`]: one launch per layer instead of six to eight) instead of burn's
+    /// operations. Default: set on GPU backends, unset on the CPU.
+    pub decode_attention: bool,
     embed_tokens: Tensor<2>,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
@@ -439,9 +449,10 @@ impl CausalLm {
             length_multiple: default_length_multiple(device),
             chunk_bytes: MAX_BUFFER_BYTES,
             fused_attention: false,
-            decode_kernel: false,
+            decode_kernel: on_gpu,
             fused_norm: on_gpu,
             rotary_kernel: on_gpu,
+            decode_attention: on_gpu,
             embed_tokens,
             layers,
             norm,
@@ -501,6 +512,7 @@ impl CausalLm {
         model.decode_kernel = self.decode_kernel;
         model.fused_norm = self.fused_norm;
         model.rotary_kernel = self.rotary_kernel;
+        model.decode_attention = self.decode_attention;
         Ok(model)
     }
 
@@ -622,7 +634,7 @@ impl CausalLm {
         let (cos, sin) = self.rope.gather(&layout.positions(start, len, &self.device));
         let (cos, sin) = (cos.cast(self.dtype), sin.cast(self.dtype));
         let mask = layout.mask(start, len, keys, &self.device);
-        Ok(Pass { cos, sin, mask, masked: OnceCell::new(), plan })
+        Ok(Pass { cos, sin, mask, masked: OnceCell::new(), kernel_mask: OnceCell::new(), plan })
     }
 
     pub(super) fn plan(&self, steering: &Steering, interventions: &[Intervention]) -> Result<Plan> {
@@ -828,6 +840,7 @@ impl CausalLm {
         let [b, s, _] = q.dims();
         let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
+        let one_query = self.decode_attention && s == 1 && !q.is_autodiff();
         let kernel = self.rotary_kernel && takes_decode_kernels(&q);
         let rotate = |t: Tensor<3>, n: usize| match kernel {
             true => rotary_kernel::rotary_heads(t, pass.cos.clone(), pass.sin.clone()),
@@ -840,6 +853,11 @@ impl CausalLm {
             Some(cache) => cache.append(l, k, v),
             None => (k, v),
         };
+        if one_query && attention_kernel::supports(k.dims()[2], hd) {
+            let mask = pass.kernel_mask.get_or_init(|| pass.mask.clone().cast(self.dtype));
+            let out = attention_kernel::decode_attention(q, k, v, mask.clone());
+            return self.linear(&layer.o_proj, out.reshape([b, s, nh * hd]));
+        }
         let out = if self.fused_attention && !q.is_autodiff() {
             self.fused_attention(q, k, v, pass)
         } else {
@@ -985,6 +1003,29 @@ mod tests {
             for (i, (&r, &c)) in routed.iter().zip(&composed).enumerate() {
                 assert!((r - c).abs() <= 1e-5 * c.abs().max(1.0), "norm {norm}, rotary {rotary}, element {i}: {r} vs {c}");
             }
+        }
+    }
+
+    #[test]
+    fn the_decode_attention_kernel_is_off_on_the_cpu_and_its_route_keeps_a_decode_step_s_hidden_states() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2");
+        let mut lm = crate::model::load(&dir, &Device::flex(), DType::F32).expect("fixture");
+        assert!(!lm.decode_attention, "burn's operations are the CPU's reference");
+        let (tokens, width, layout) = lm.left_pad(&[vec![7, 8, 9, 10], vec![5, 6]], 0, 0);
+        let ids = crate::model::token_tensor(&tokens, [2, width], &lm.device);
+        let next = crate::model::token_tensor(&[11, 12], [2, 1], &lm.device);
+        let step = |lm: &CausalLm| -> Vec<f32> {
+            let mut cache = lm.kv_cache(2, width + 1);
+            lm.forward(ids.clone(), &layout, Some(&mut cache), &Steering::None, &[]).expect("prefill");
+            let out = lm.forward(next.clone(), &layout, Some(&mut cache), &Steering::None, &[]).expect("decode step");
+            out.hidden.into_data().iter::<f32>().collect()
+        };
+        let composed = step(&lm);
+        lm.decode_attention = true;
+        let routed = step(&lm);
+        assert_eq!(routed.len(), composed.len());
+        for (i, (&r, &c)) in routed.iter().zip(&composed).enumerate() {
+            assert!((r - c).abs() <= 1e-5 * c.abs().max(1.0), "element {i}: {r} vs {c}");
         }
     }
 
