@@ -840,7 +840,6 @@ impl CausalLm {
         let [b, s, _] = q.dims();
         let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
-        let one_query = self.decode_attention && s == 1 && !q.is_autodiff();
         let kernel = self.rotary_kernel && takes_decode_kernels(&q);
         let rotate = |t: Tensor<3>, n: usize| match kernel {
             true => rotary_kernel::rotary_heads(t, pass.cos.clone(), pass.sin.clone()),
@@ -853,17 +852,20 @@ impl CausalLm {
             Some(cache) => cache.append(l, k, v),
             None => (k, v),
         };
-        if one_query && attention_kernel::supports(k.dims()[2], hd) {
+        let one_query = self.decode_attention && s == 1 && !q.is_autodiff() && attention_kernel::supports(k.dims()[2], hd);
+        let out = if one_query {
             let mask = pass.kernel_mask.get_or_init(|| pass.mask.clone().cast(self.dtype));
-            let out = attention_kernel::decode_attention(q, k, v, mask.clone());
-            return self.linear(&layer.o_proj, out.reshape([b, s, nh * hd]));
-        }
-        let out = if self.fused_attention && !q.is_autodiff() {
-            self.fused_attention(q, k, v, pass)
+            // `[B, H_q, 1, hd]` is laid out as `[B, 1, H_q·hd]`: no swap needed.
+            attention_kernel::decode_attention(q, k, v, mask.clone()).reshape([b, s, nh * hd])
         } else {
-            self.materialised_attention(q, k, v, &pass.mask)
+            let heads_out = if self.fused_attention && !q.is_autodiff() {
+                self.fused_attention(q, k, v, pass)
+            } else {
+                self.materialised_attention(q, k, v, &pass.mask)
+            };
+            heads_out.swap_dims(1, 2).reshape([b, s, nh * hd])
         };
-        self.linear(&layer.o_proj, out.swap_dims(1, 2).reshape([b, s, nh * hd]))
+        self.linear(&layer.o_proj, out)
     }
 
     /// Grouped-query attention without repeating k and v: the `rep = H_q / H_kv` query heads of
