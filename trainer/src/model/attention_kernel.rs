@@ -81,9 +81,9 @@ fn dims4(shape: &Shape) -> [usize; 4] {
 
 impl DecodeAttentionOps for CubeBackend {
     fn decode_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, mask: FloatTensor<Self>) -> FloatTensor<Self> {
-        let contiguous = |t: FloatTensor<Self>| if t.is_contiguous() { t } else { into_contiguous(t) };
+        // The cache's views are read in place when their rows are contiguous.
         let rows_contiguous = |t: FloatTensor<Self>| if t.meta.strides()[3] == 1 { t } else { into_contiguous(t) };
-        let (q, mask) = (contiguous(q), contiguous(mask));
+        let (q, mask) = (into_contiguous(q), into_contiguous(mask));
         let (k, v) = (rows_contiguous(k), rows_contiguous(v));
         let [b, nh, _, hd] = dims4(q.meta.shape());
         let [_, nkv, keys, _] = dims4(k.meta.shape());

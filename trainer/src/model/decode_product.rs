@@ -94,8 +94,7 @@ fn runs_on_tensor_cores(x: &CubeTensor, w: &CubeTensor) -> bool {
 }
 
 fn launch(x: CubeTensor, w: CubeTensor) -> CubeTensor {
-    let x = if x.is_contiguous() { x } else { into_contiguous(x) };
-    let w = if w.is_contiguous() { w } else { into_contiguous(w) };
+    let (x, w) = (into_contiguous(x), into_contiguous(w));
     let [m, k] = x.meta.shape().dims();
     let n = w.meta.shape()[0];
     let out = empty_device_dtype(x.client.clone(), x.device.clone(), Shape::new([m, n]), x.dtype);

@@ -58,8 +58,7 @@ impl RmsNormOps for burn::backend::Flex {
 
 impl RmsNormOps for CubeBackend {
     fn rms_norm_rows(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> FloatTensor<Self> {
-        let x = if x.is_contiguous() { x } else { into_contiguous(x) };
-        let weight = if weight.is_contiguous() { weight } else { into_contiguous(weight) };
+        let (x, weight) = (into_contiguous(x), into_contiguous(weight));
         let rows = x.meta.shape()[0];
         let out = empty_device_dtype(x.client.clone(), x.device.clone(), x.meta.shape().clone(), x.dtype);
         let client = x.client.clone();

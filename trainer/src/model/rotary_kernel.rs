@@ -61,8 +61,7 @@ impl RotaryOps for burn::backend::Flex {
 
 impl RotaryOps for CubeBackend {
     fn rotary_heads(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self> {
-        let contiguous = |t: FloatTensor<Self>| if t.is_contiguous() { t } else { into_contiguous(t) };
-        let (x, cos, sin) = (contiguous(x), contiguous(cos), contiguous(sin));
+        let (x, cos, sin) = (into_contiguous(x), into_contiguous(cos), into_contiguous(sin));
         let shape = rotated_shape(x.meta.shape(), cos.meta.shape());
         let (heads, head_dim) = (shape[1], shape[3]);
         let elements = shape.num_elements();
