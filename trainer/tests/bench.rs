@@ -89,8 +89,11 @@ fn kernels_time_every_product_form_and_fused_attention_matches_the_materialised_
     let report = &bench(&["kernels", "--batch", "4", "--prompt-len", "12", "--micro-batch", "2", "--seq-len", "16", "--iterations", "2"])[0];
     let products = report["products"].as_array().unwrap();
     // 6 maps; at 4 rows: two layouts, the decode kernel, the weight on the left, and K split in
-    // 4 and 16 (every K of the tiny model is a multiple of 16); at 2 × 16 rows: the two layouts.
-    assert_eq!(products.len(), 6 * (6 + 2), "{report}");
+    // 4 and 16 (every K of the tiny model is a multiple of 16), and for gate_up_proj the gated
+    // kernel; at 2 × 16 rows: the two layouts.
+    assert_eq!(products.len(), 6 * (6 + 2) + 1, "{report}");
+    let gated = products.iter().find(|p| p["form"] == "gated_kernel").expect("the gated kernel is timed");
+    assert_eq!(gated["map"], "gate_up_proj", "{gated}");
     for p in products {
         assert!(positive(&p["ms"]) && positive(&p["tflops"]) && positive(&p["weight_gbps"]), "{p}");
         assert!(positive(&p["queue_ms"]) && p["queue_ms"].as_f64() <= p["ms"].as_f64(), "{p}");
@@ -102,8 +105,10 @@ fn kernels_time_every_product_form_and_fused_attention_matches_the_materialised_
     let checks = report["kernel_checks"].as_array().unwrap();
     assert_eq!(checks.len(), 4 + 6, "three tiled sizes, one off the tiles, and every map: {report}");
     for c in checks {
-        let d = c["relative_difference"].as_f64().unwrap();
-        assert!((0.0..1e-5).contains(&d), "the decode kernel's CPU path is burn's matmul: {c}");
+        for form in ["relative_difference", "bias_relative_difference", "gated_relative_difference"] {
+            let d = c[form].as_f64().unwrap();
+            assert!((0.0..1e-5).contains(&d), "the decode kernel's CPU path is burn's operations ({form}): {c}");
+        }
     }
     let norms = report["norm_checks"].as_array().unwrap();
     assert_eq!(norms.len(), 3, "{report}");
@@ -123,10 +128,10 @@ fn kernels_time_every_product_form_and_fused_attention_matches_the_materialised_
         assert!((0.0..1e-5).contains(&d), "the attention kernel's CPU path is burn's operations in f32: {c}");
     }
     let attention = &report["attention"];
-    for key in ["prefill_fused_ms", "prefill_materialised_ms", "decode_fused_ms", "decode_materialised_ms", "decode_kernel_ms"] {
+    for key in ["prefill_fused_ms", "prefill_materialised_ms", "decode_fused_ms", "decode_materialised_ms", "decode_kernel_ms", "decode_composed_ms"] {
         assert!(positive(&attention[key]), "{key}: {attention}");
     }
-    for key in ["prefill_relative_difference", "decode_relative_difference", "decode_kernel_relative_difference"] {
+    for key in ["prefill_relative_difference", "decode_relative_difference", "decode_kernel_relative_difference", "decode_composed_relative_difference"] {
         let d = attention[key].as_f64().unwrap();
         assert!((0.0..1e-5).contains(&d), "{key} {d}: the fused kernel computes the same attention in f32");
     }

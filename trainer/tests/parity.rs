@@ -5,9 +5,10 @@
 //! log-probabilities with respect to those vectors (relative error < 1e-3). Generation and
 //! log-probabilities are also checked with sequence lengths padded to a multiple of 16 (what GPU
 //! models do, `CausalLm::length_multiple`), and with attention and log-probabilities computed in
-//! small pieces (`CausalLm::chunk_bytes`), and with the backend's fused attention kernel and the
-//! decode-product routing in passes without autodiff (`CausalLm::fused_attention`,
-//! `CausalLm::decode_kernel`; on the CPU the latter's product is burn's `matmul`).
+//! small pieces (`CausalLm::chunk_bytes`), and with the backend's fused attention kernel and every
+//! decode-step kernel's routing in passes without autodiff (`CausalLm::fused_attention`,
+//! `decode_kernel`, `fused_norm`, `rotary_kernel`, `decode_attention`; on the CPU the kernels'
+//! routes compose burn's operations).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -30,17 +31,19 @@ struct Variant {
     length_multiple: Option<usize>,
     chunk_bytes: Option<usize>,
     fused_attention: Option<bool>,
-    decode_kernel: Option<bool>,
+    /// Every decode-step kernel's route (products, norms, rotary embedding and cache writes,
+    /// attention), on or off.
+    kernels: Option<bool>,
 }
 
 /// Lengths padded to multiples of 16, as GPU models pad to 64.
-const PADDED: Variant = Variant { length_multiple: Some(16), chunk_bytes: None, fused_attention: None, decode_kernel: None };
+const PADDED: Variant = Variant { length_multiple: Some(16), chunk_bytes: None, fused_attention: None, kernels: None };
 /// Pieces so small that attention takes a few query positions at a time and the log-probability
 /// pass one position at a time.
-const CHUNKED: Variant = Variant { length_multiple: None, chunk_bytes: Some(2048), fused_attention: None, decode_kernel: None };
-/// Attention of passes without autodiff as one fused kernel and decode-step products through
-/// the decode-product routing, with padded lengths.
-const FUSED: Variant = Variant { length_multiple: Some(16), chunk_bytes: None, fused_attention: Some(true), decode_kernel: Some(true) };
+const CHUNKED: Variant = Variant { length_multiple: None, chunk_bytes: Some(2048), fused_attention: None, kernels: None };
+/// Attention of passes without autodiff as one fused kernel and every decode-step kernel's
+/// route (on the CPU: the same arithmetic composed of burn's operations), with padded lengths.
+const FUSED: Variant = Variant { length_multiple: Some(16), chunk_bytes: None, fused_attention: Some(true), kernels: Some(true) };
 
 fn load(name: &str) -> (CausalLm, Reference) {
     load_variant(name, Variant::default())
@@ -57,8 +60,8 @@ fn load_variant(name: &str, variant: Variant) -> (CausalLm, Reference) {
     if let Some(fused) = variant.fused_attention {
         lm.fused_attention = fused;
     }
-    if let Some(kernel) = variant.decode_kernel {
-        lm.decode_kernel = kernel;
+    if let Some(on) = variant.kernels {
+        (lm.decode_kernel, lm.fused_norm, lm.rotary_kernel, lm.decode_attention) = (on, on, on, on);
     }
     (lm, Reference::load(name))
 }

@@ -14,7 +14,7 @@ use super::{ShapeSpec, sync, synthetic_prompt, time_synced};
 use crate::device::host_f32;
 use crate::error::{Error, Result};
 use crate::model::attention_kernel::decode_attention;
-use crate::model::decode_product::decode_product;
+use crate::model::decode_product::{decode_gated_product, decode_product};
 use crate::model::norm_kernel::{self, rms_norm_rows};
 use crate::model::rope::apply_rotary;
 use crate::model::rotary_kernel::rotary_heads;
@@ -55,6 +55,10 @@ pub enum ProductForm {
     WeightLhs,
     /// The trainer's decode-product kernel ([`decode_product`]) on the checkpoint layout `[N, K]`.
     DecodeKernel,
+    /// The kernel's gated form ([`decode_gated_product`]) on two weights `[N, K]`:
+    /// `silu(x · gateᵀ) ⊙ (x · upᵀ)`, the MLP's first half (timed for `gate_up_proj` only; its
+    /// weight bytes and FLOPs count both weights).
+    GatedKernel,
     /// `K` split into `splits` slices: one batched product `[S, M, K/S] × [S, K/S, N]`, then a
     /// sum over the slices (more independent work for a few rows).
     SplitK {
@@ -108,6 +112,12 @@ pub struct AttentionComparison {
     /// The relative difference of its first decode step's hidden states from the materialised
     /// attention's.
     pub decode_kernel_relative_difference: f64,
+    /// The same decode step with every decode kernel off (burn's operations throughout:
+    /// products, norms, rotary embedding and cache writes, materialised attention), ms.
+    pub decode_composed_ms: f64,
+    /// The relative difference of the first decode step's hidden states with every kernel (the
+    /// GPU's default) from those with none.
+    pub decode_composed_relative_difference: f64,
 }
 
 /// One check of the decode-attention kernel against burn's operations.
@@ -162,10 +172,10 @@ impl KernelReport {
     pub fn verify(&self) -> Result<()> {
         let tolerance = self.kernel_tolerance;
         let beyond = |d: f64| d.is_nan() || d > tolerance;
-        if let Some(c) = self.kernel_checks.iter().find(|c| beyond(c.relative_difference)) {
+        if let Some(c) = self.kernel_checks.iter().find(|c| beyond(c.worst())) {
             return Err(Error::Backend(format!(
-                "the decode-product kernel differs from burn's matmul at [{}, {}] × [{}, {}]: relative difference {:e}, expected at most {tolerance:e}",
-                c.rows, c.inner, c.inner, c.outer, c.relative_difference
+                "the decode-product kernel differs from burn's operations at [{}, {}] × [{}, {}]: relative difference {:e} (plain), {:e} (with a bias and a residual), {:e} (gated), expected at most {tolerance:e}",
+                c.rows, c.inner, c.inner, c.outer, c.relative_difference, c.bias_relative_difference, c.gated_relative_difference
             )));
         }
         if let Some(c) = self.norm_checks.iter().find(|c| beyond(c.relative_difference)) {
@@ -189,6 +199,12 @@ impl KernelReport {
         if beyond(d) {
             return Err(Error::Backend(format!(
                 "a decode step with the decode-attention kernel differs from one with materialised attention: relative difference {d:e}, expected at most {tolerance:e}"
+            )));
+        }
+        let d = self.attention.decode_composed_relative_difference;
+        if beyond(d) {
+            return Err(Error::Backend(format!(
+                "a decode step with every decode kernel differs from one with burn's operations only: relative difference {d:e}, expected at most {tolerance:e}"
             )));
         }
         Ok(())
@@ -215,8 +231,20 @@ pub struct KernelCheck {
     pub inner: usize,
     /// `N`.
     pub outer: usize,
-    /// `max |kernel − matmul| / max |matmul|`.
+    /// `max |kernel − matmul| / max |matmul|` of `x · wᵀ`.
     pub relative_difference: f64,
+    /// The same for `x · wᵀ + bias + residual`.
+    pub bias_relative_difference: f64,
+    /// The same for the gated form `silu(x · wᵀ) ⊙ (x · upᵀ)`, against burn's `silu` and
+    /// products (each rounded to the dtype).
+    pub gated_relative_difference: f64,
+}
+
+impl KernelCheck {
+    /// The largest of the three differences (NaN when any is).
+    fn worst(&self) -> f64 {
+        [self.relative_difference, self.bias_relative_difference, self.gated_relative_difference].into_iter().fold(0.0, |w, d| if d.is_nan() || w.is_nan() { f64::NAN } else { w.max(d) })
+    }
 }
 
 /// Largest relative difference [`kernels`] accepts between the decode-product kernel and burn's
@@ -251,13 +279,17 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
             let mut forms = vec![ProductForm::InOut, ProductForm::OutInView];
             if rows == bench.batch {
                 forms.extend([ProductForm::DecodeKernel, ProductForm::WeightLhs]);
+                if map == "gate_up_proj" {
+                    forms.push(ProductForm::GatedKernel);
+                }
                 forms.extend([4, 16].into_iter().filter(|s| inner % s == 0).map(|splits| ProductForm::SplitK { splits }));
             }
             for form in forms {
                 let (secs, queue_secs) = time_product(device, dtype, rows, inner, outer, form, bench.iterations)?;
                 let (ms, queue_ms) = (1e3 * secs, 1e3 * queue_secs);
-                let flop = 2.0 * (rows * inner * outer) as f64;
-                let weight_bytes = (inner * outer * dtype.size()) as f64;
+                let weights = if form == ProductForm::GatedKernel { 2 } else { 1 };
+                let flop = 2.0 * (weights * rows * inner * outer) as f64;
+                let weight_bytes = (weights * inner * outer * dtype.size()) as f64;
                 products.push(ProductTiming { map, rows, inner, outer, form, ms, queue_ms, tflops: flop / ms / 1e9, weight_gbps: weight_bytes / ms / 1e6 });
             }
         }
@@ -266,8 +298,7 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
     shapes.extend(maps.iter().map(|&(_, inner, outer)| (bench.batch, inner, outer)));
     let mut kernel_checks = Vec::new();
     for (rows, inner, outer) in shapes {
-        let relative_difference = check_kernel(device, dtype, rows, inner, outer)?;
-        kernel_checks.push(KernelCheck { rows, inner, outer, relative_difference });
+        kernel_checks.push(check_kernel(device, dtype, rows, inner, outer)?);
     }
     let mut norm_checks = Vec::new();
     for (rows, hidden) in [(bench.batch, h), (bench.batch + 3, 200), (1, 4 * norm_kernel::UNITS + 1)] {
@@ -308,13 +339,15 @@ fn time_product(device: &Device, dtype: DType, rows: usize, inner: usize, outer:
     let random = |shape| random_matrix(shape, 0.02, device, dtype);
     let x = random([rows, inner]);
     let w = match form {
-        ProductForm::OutInView | ProductForm::WeightLhs | ProductForm::DecodeKernel => random([outer, inner]).transpose(),
+        ProductForm::OutInView | ProductForm::WeightLhs | ProductForm::DecodeKernel | ProductForm::GatedKernel => random([outer, inner]).transpose(),
         _ => random([inner, outer]),
     };
+    let up = random([outer, inner]);
     let product = || match form {
         ProductForm::InOut | ProductForm::OutInView => x.clone().matmul(w.clone()),
         ProductForm::WeightLhs => w.clone().transpose().matmul(x.clone().transpose()).transpose(),
-        ProductForm::DecodeKernel => decode_product(x.clone(), w.clone().transpose()),
+        ProductForm::DecodeKernel => decode_product(x.clone(), w.clone().transpose(), None, None),
+        ProductForm::GatedKernel => decode_gated_product(x.clone(), w.clone().transpose(), up.clone()),
         ProductForm::SplitK { splits } => {
             let part = inner / splits;
             let xs = x.clone().reshape([rows, splits, part]).swap_dims(0, 1);
@@ -340,11 +373,28 @@ fn random_matrix(shape: [usize; 2], std: f64, device: &Device, dtype: DType) -> 
     Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, std), (device, dtype))
 }
 
-/// The relative difference of the decode-product kernel and burn's `matmul` on random operands.
-fn check_kernel(device: &Device, dtype: DType, rows: usize, inner: usize, outer: usize) -> Result<f64> {
-    let (x, w) = (random_matrix([rows, inner], 1.0, device, dtype), random_matrix([outer, inner], 1.0, device, dtype));
-    let expected = x.clone().matmul(w.clone().transpose());
-    relative_difference(decode_product(x, w), expected)
+/// The decode-product kernel's three forms against burn's operations on random operands
+/// `x [rows, inner]`, weights `[outer, inner]`, a bias `[outer]` and a residual `[rows, outer]`
+/// (unit normal values).
+fn check_kernel(device: &Device, dtype: DType, rows: usize, inner: usize, outer: usize) -> Result<KernelCheck> {
+    let x = random_matrix([rows, inner], 1.0, device, dtype);
+    let (w, up) = (random_matrix([outer, inner], 1.0, device, dtype), random_matrix([outer, inner], 1.0, device, dtype));
+    let (bias, residual) = (random_matrix([1, outer], 1.0, device, dtype), random_matrix([rows, outer], 1.0, device, dtype));
+    let product = |w: &Tensor<2>| x.clone().matmul(w.clone().transpose());
+    // The gated form's weights are scaled by 1/√inner, so that `silu(x·gateᵀ) ⊙ (x·upᵀ)` stays
+    // O(1) (with unit weights it is O(inner) and overflows f16 at inner = 8960).
+    let scale = 1.0 / (inner as f64).sqrt();
+    let (gate, up) = (w.clone().mul_scalar(scale), up.mul_scalar(scale));
+    let gated = burn::tensor::activation::silu(product(&gate)) * product(&up);
+    let affine = decode_product(x.clone(), w.clone(), Some(bias.clone().reshape([outer])), Some(residual.clone()));
+    Ok(KernelCheck {
+        rows,
+        inner,
+        outer,
+        relative_difference: relative_difference(decode_product(x.clone(), w.clone(), None, None), product(&w))?,
+        bias_relative_difference: relative_difference(affine, product(&w) + bias + residual)?,
+        gated_relative_difference: relative_difference(decode_gated_product(x, gate, up), gated)?,
+    })
 }
 
 /// The relative difference of the RMSNorm kernel from burn's composed norm on random `[rows, hidden]`.
@@ -395,11 +445,16 @@ fn compare_attention(lm: &CausalLm, bench: &KernelBench) -> Result<AttentionComp
     let prompt_ids = token_tensor(&tokens, [bench.batch, width], device);
     let next_ids: Vec<u32> = (0..bench.batch as u32).collect();
     let next = token_tensor(&next_ids, [bench.batch, 1], device);
-    // (prefill seconds, decode seconds, prefill hidden, first decode hidden) of one mode.
-    let run = |fused: bool, kernel: bool| -> Result<(f64, f64, Tensor<3>, Tensor<3>)> {
+    // (prefill seconds, decode seconds, prefill hidden, first decode hidden) of one mode: fused
+    // attention, the decode-attention kernel, and the other decode kernels (on by default on the
+    // GPU) kept or all turned off.
+    let run = |fused: bool, kernel: bool, other_kernels: bool| -> Result<(f64, f64, Tensor<3>, Tensor<3>)> {
         let mut lm = lm.clone();
         lm.fused_attention = fused;
         lm.decode_attention = kernel;
+        if !other_kernels {
+            (lm.decode_kernel, lm.fused_norm, lm.rotary_kernel) = (false, false, false);
+        }
         let prefill = |cache: Option<&mut KvCache>| lm.forward(prompt_ids.clone(), &layout, cache, &Steering::None, &[]).map(|o| o.hidden);
         let prefill_secs = time_synced(device, bench.iterations, || prefill(None).map(drop))?;
         let mut cache = lm.kv_cache(bench.batch, width + steps);
@@ -410,9 +465,10 @@ fn compare_attention(lm: &CausalLm, bench: &KernelBench) -> Result<AttentionComp
         })?;
         Ok((prefill_secs, decode_secs, hidden, first))
     };
-    let (prefill_fused, decode_fused, hidden_fused, first_fused) = run(true, false)?;
-    let (prefill_materialised, decode_materialised, hidden, first) = run(false, false)?;
-    let (_, decode_kernel, _, first_kernel) = run(false, true)?;
+    let (prefill_fused, decode_fused, hidden_fused, first_fused) = run(true, false, true)?;
+    let (prefill_materialised, decode_materialised, hidden, first) = run(false, false, true)?;
+    let (_, decode_kernel, _, first_kernel) = run(false, true, true)?;
+    let (_, decode_composed, _, first_composed) = run(false, false, false)?;
     Ok(AttentionComparison {
         prefill_fused_ms: 1e3 * prefill_fused,
         prefill_materialised_ms: 1e3 * prefill_materialised,
@@ -421,7 +477,9 @@ fn compare_attention(lm: &CausalLm, bench: &KernelBench) -> Result<AttentionComp
         decode_materialised_ms: 1e3 * decode_materialised,
         decode_relative_difference: relative_difference(first_fused, first.clone())?,
         decode_kernel_ms: 1e3 * decode_kernel,
-        decode_kernel_relative_difference: relative_difference(first_kernel, first)?,
+        decode_kernel_relative_difference: relative_difference(first_kernel.clone(), first)?,
+        decode_composed_ms: 1e3 * decode_composed,
+        decode_composed_relative_difference: relative_difference(first_kernel, first_composed)?,
     })
 }
 
@@ -451,7 +509,10 @@ mod tests {
             dtype: "F16".into(),
             device: "test".into(),
             products: Vec::new(),
-            kernel_checks: differences.iter().map(|&d| KernelCheck { rows: 5, inner: 1542, outer: 257, relative_difference: d }).collect(),
+            kernel_checks: differences
+                .iter()
+                .map(|&d| KernelCheck { rows: 5, inner: 1542, outer: 257, relative_difference: 0.0, bias_relative_difference: d / 2.0, gated_relative_difference: d })
+                .collect(),
             norm_checks: vec![NormCheck { rows: 64, hidden: 1536, relative_difference: norm_difference }],
             rotary_checks: vec![0.0],
             attention_checks: vec![AttentionCheck { rows: 3, heads: 4, kv_heads: 1, keys: 127, relative_difference: attention_difference }],
@@ -465,6 +526,8 @@ mod tests {
                 decode_relative_difference: 0.0,
                 decode_kernel_ms: 1.0,
                 decode_kernel_relative_difference: 0.0,
+                decode_composed_ms: 1.0,
+                decode_composed_relative_difference: 0.0,
             },
         }
     }
@@ -473,7 +536,7 @@ mod tests {
     fn verification_fails_on_a_difference_beyond_the_tolerance_or_not_a_number() {
         assert!(report(&[0.0, 5e-4], 1e-3, 2e-3).verify().is_ok());
         let err = report(&[5e-4, 0.03], 0.0, 0.0).verify().expect_err("3 % exceeds the f16 tolerance").to_string();
-        assert!(err.contains("[5, 1542] × [1542, 257]") && err.contains("3e-2"), "{err}");
+        assert!(err.contains("[5, 1542] × [1542, 257]") && err.contains("3e-2 (gated)") && err.contains("1.5e-2 (with a bias and a residual)"), "{err}");
         assert!(report(&[f64::NAN], 0.0, 0.0).verify().is_err(), "NaN is a failure");
         let err = report(&[0.0], 0.02, 0.0).verify().expect_err("the norm kernel's 2 % exceeds the tolerance").to_string();
         assert!(err.contains("RMSNorm kernel") && err.contains("[64, 1536]"), "{err}");

@@ -68,16 +68,17 @@ pub enum BenchCommand {
         /// materialising its scores.
         #[arg(long)]
         fused_attention: bool,
-        /// Run the decode step's products as burn's `matmul` instead of the trainer's kernel
-        /// (`CausalLm::decode_kernel`, on by default on GPU backends).
+        /// Run the decode step's products as burn's `matmul` (with the bias, residual and gating
+        /// as burn's operations) instead of the trainer's kernel (`CausalLm::decode_kernel`, on
+        /// by default on GPU backends).
         #[arg(long)]
         burn_products: bool,
         /// Run the RMSNorms as burn's operations instead of the trainer's kernel
         /// (`CausalLm::fused_norm`, on by default on GPU backends).
         #[arg(long)]
         composed_norm: bool,
-        /// Run the rotary embedding as burn's operations instead of the trainer's kernel
-        /// (`CausalLm::rotary_kernel`, on by default on GPU backends).
+        /// Run the rotary embedding and the KV-cache writes as burn's operations instead of the
+        /// trainer's kernel (`CausalLm::rotary_kernel`, on by default on GPU backends).
         #[arg(long)]
         composed_rotary: bool,
         /// Run a decode step's attention as burn's operations instead of the trainer's kernel

@@ -1,5 +1,6 @@
-//! The matrix product of a decode step: a few rows `x [M, K]` times a weight kept in checkpoint
-//! layout `w [N, K]`, as one CubeCL kernel on tensor cores.
+//! The matrix products of a decode step: a few rows `x [M, K]` times a weight kept in checkpoint
+//! layout `w [N, K]`, as one CubeCL kernel on tensor cores, with the bias add or the MLP's gating
+//! done in the same launch.
 //!
 //! burn's stock products (cubek's tensor-core kernels) tile the output in blocks made for large
 //! problems; with 64 rows they took 0.1–0.3 ms of GPU time per product on an H200, 10–50× the
@@ -10,18 +11,33 @@
 //! Here every cube owns one strip of [`TILE`] output columns and all `M` rows, and its planes
 //! (warps) split `K` between them: each plane multiplies `16 × 16` tiles of `x` and of the weight
 //! with cooperative-matrix instructions (tensor cores), accumulating in f32, and the planes' sums
-//! meet in shared memory. So a product has `N / 16` cubes of up to [`PLANES`] planes, and every
-//! weight element is read once.
+//! meet in shared memory, [`ROUND_TILES`] tiles at a time. Each plane takes two tiles of `K` per
+//! iteration and loads all their weight and `x` tiles before it multiplies any.
+//!
+//! On an H200 every form runs at 180–240 GB/s of weights (a fifth of what burn's product reaches
+//! for the `lm_head`), whatever the planes per cube, the loads in flight per plane, or the
+//! alignment of the loads (docs/performance.md): each plane takes 3–5 µs per tile of `K`, which
+//! points at the cooperative-matrix instructions themselves, not at memory. Finding out is the
+//! next step; the kernel still pays off by saving launches. So a product has `N / 16` cubes of up to [`PLANES`] planes, and
+//! every weight element is read once.
+//!
+//! Two forms share the kernel:
+//! - [`decode_product`]: `x · wᵀ`, with an optional bias `[N]` and an optional residual `[M, N]`
+//!   added in f32 before the one rounding to the dtype (linear maps with a bias, `down_proj` with
+//!   a steering vector, and the residual stream added to `o_proj`'s and `down_proj`'s output);
+//! - [`decode_gated_product`]: `silu(x · gateᵀ) ⊙ (x · upᵀ)`, the MLP's first half in one launch
+//!   instead of three (two products and the gating): each cube reads the same strip of both
+//!   weights.
 //!
 //! It runs where the device has `16 × 16 × 16` cooperative matrices of the dtype with f32
 //! accumulation and `M`, `N` and `K` are multiples of 16 (`M` at most [`MAX_ROWS`]); any other
-//! product, and every product on backends other than CubeCL (the CPU's flex), is burn's `matmul`.
-//! The kernel is checked against burn's `matmul` on the device by `trainer bench kernels`; it is
-//! on by default on GPU backends ([`CausalLm::decode_kernel`](crate::model::CausalLm::decode_kernel)).
+//! product, and every product on backends other than CubeCL (the CPU's flex), is composed of
+//! burn's operations. The kernel is checked against burn's `matmul` on the device by
+//! `trainer bench kernels`; it is on by default on GPU backends
+//! ([`CausalLm::decode_kernel`](crate::model::CausalLm::decode_kernel)).
 
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, Dispatch, backend_extension};
+use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
 use burn::tensor::{Shape, Tensor};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
@@ -35,8 +51,11 @@ use kernel::decode_product_kernel;
 
 /// Rows, columns and depth of one cooperative-matrix tile.
 pub const TILE: usize = 16;
-/// Most planes per cube (each takes every `PLANES`-th tile of `K`).
-pub const PLANES: usize = 8;
+/// Most planes per cube (each takes every `PLANES`-th tile of `K`); a power of two.
+pub const PLANES: usize = 16;
+/// Accumulator tiles of 64 rows' planes summed per round in shared memory (`8 × 4` KiB of f32):
+/// 8 planes' sums of a plain product, 4 planes' of a gated one.
+pub const ROUND_TILES: usize = 8;
 /// Most rows [`CausalLm`](crate::model::CausalLm) sends through this kernel (a decode step's
 /// batch); larger products go to burn's `linear`.
 pub const MAX_ROWS: usize = 64;
@@ -46,32 +65,103 @@ fn product_shape(x: &Shape, w: &Shape) -> Shape {
     Shape::new([x[0], w[0]])
 }
 
-/// `x [M, K] · w [N, K]ᵀ → [M, N]`, routed to each backend.
+/// Decode-step products, routed to each backend.
 #[backend_extension(Cube, Flex, Fusion)]
 pub trait DecodeProductOps: Backend {
-    /// `x [M, K] · w [N, K]ᵀ → [M, N]` in `x`'s dtype.
+    /// `x [M, K] · w [N, K]ᵀ (+ bias [N]) (+ residual [M, N]) → [M, N]` in `x`'s dtype; `bias`
+    /// and `residual` are read only when `has_bias` and `has_residual` say so.
     #[fusion(dtype = x, shape = product_shape(x, w))]
-    fn decode_product(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
+    fn decode_product(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        has_bias: bool,
+        has_residual: bool,
+    ) -> FloatTensor<Self>;
+
+    /// `silu(x [M, K] · gate [N, K]ᵀ) ⊙ (x · up [N, K]ᵀ) → [M, N]` in `x`'s dtype.
+    #[fusion(dtype = x, shape = product_shape(x, gate))]
+    fn decode_gated_product(x: FloatTensor<Self>, gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// What a product adds to or multiplies with `x · wᵀ`.
+struct Epilogue<B: Backend> {
+    /// `up [N, K]`: the product is `silu(x · wᵀ) ⊙ (x · upᵀ)`.
+    up: Option<FloatTensor<B>>,
+    /// `[N]`, added.
+    bias: Option<FloatTensor<B>>,
+    /// `[M, N]`, added.
+    residual: Option<FloatTensor<B>>,
+}
+
+/// The products composed of `B`'s operations (see [`Epilogue`]).
+fn composed<B: Backend>(x: FloatTensor<B>, w: FloatTensor<B>, epilogue: Epilogue<B>) -> FloatTensor<B> {
+    let product = |w: FloatTensor<B>| B::float_matmul(x.clone(), B::float_transpose(w));
+    let mut y = product(w);
+    if let Some(bias) = epilogue.bias {
+        let n = bias.shape()[0];
+        y = B::float_add(y, B::float_reshape(bias, Shape::new([1, n])));
+    }
+    if let Some(residual) = epilogue.residual {
+        y = B::float_add(y, residual);
+    }
+    match epilogue.up {
+        Some(up) => B::float_mul(B::float_mul(y.clone(), B::sigmoid(y)), product(up)),
+        None => y,
+    }
+}
+
+impl<B: Backend> Epilogue<B> {
+    /// The epilogue of [`DecodeProductOps::decode_product`]'s arguments.
+    fn affine(bias: FloatTensor<B>, residual: FloatTensor<B>, has_bias: bool, has_residual: bool) -> Self {
+        Self { up: None, bias: has_bias.then_some(bias), residual: has_residual.then_some(residual) }
+    }
+
+    /// The gated product's.
+    fn gated(up: FloatTensor<B>) -> Self {
+        Self { up: Some(up), bias: None, residual: None }
+    }
 }
 
 impl DecodeProductOps for burn::backend::Flex {
-    fn decode_product(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::float_matmul(x, Self::float_transpose(w))
+    fn decode_product(x: FloatTensor<Self>, w: FloatTensor<Self>, bias: FloatTensor<Self>, residual: FloatTensor<Self>, has_bias: bool, has_residual: bool) -> FloatTensor<Self> {
+        composed::<Self>(x, w, Epilogue::affine(bias, residual, has_bias, has_residual))
+    }
+
+    fn decode_gated_product(x: FloatTensor<Self>, gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        composed::<Self>(x, gate, Epilogue::gated(up))
     }
 }
 
 impl DecodeProductOps for CubeBackend {
-    fn decode_product(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
-        if runs_on_tensor_cores(&x, &w) { launch(x, w) } else { Self::float_matmul(x, Self::float_transpose(w)) }
+    fn decode_product(x: FloatTensor<Self>, w: FloatTensor<Self>, bias: FloatTensor<Self>, residual: FloatTensor<Self>, has_bias: bool, has_residual: bool) -> FloatTensor<Self> {
+        product_on_cube(x, w, Epilogue::affine(bias, residual, has_bias, has_residual))
+    }
+
+    fn decode_gated_product(x: FloatTensor<Self>, gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        product_on_cube(x, gate, Epilogue::gated(up))
     }
 }
 
-/// `x [M, K] · w [N, K]ᵀ` with the kernel where it runs (see the module), burn's `matmul`
-/// elsewhere.
+/// `x [M, K] · w [N, K]ᵀ + bias [N] + residual [M, N]` (bias and residual optional) with the
+/// kernel where it runs (see the module), composed of burn's operations elsewhere.
 ///
-/// Both operands must be without autodiff (the kernel has no backward pass).
-pub fn decode_product(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
-    Tensor::from_dispatch(Dispatch::decode_product(x.into_dispatch(), w.into_dispatch()))
+/// All operands must be without autodiff (the kernel has no backward pass).
+pub fn decode_product(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>, residual: Option<Tensor<2>>) -> Tensor<2> {
+    let (has_bias, has_residual) = (bias.is_some(), residual.is_some());
+    // An absent operand is passed as `x` (never read).
+    let bias = bias.map_or_else(|| x.clone().into_dispatch(), Tensor::into_dispatch);
+    let residual = residual.map_or_else(|| x.clone().into_dispatch(), Tensor::into_dispatch);
+    Tensor::from_dispatch(Dispatch::decode_product(x.into_dispatch(), w.into_dispatch(), bias, residual, has_bias, has_residual))
+}
+
+/// `silu(x [M, K] · gate [N, K]ᵀ) ⊙ (x · up [N, K]ᵀ)` with the kernel where it runs (see the
+/// module), composed of burn's operations elsewhere.
+///
+/// All operands must be without autodiff (the kernel has no backward pass).
+pub fn decode_gated_product(x: Tensor<2>, gate: Tensor<2>, up: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(Dispatch::decode_gated_product(x.into_dispatch(), gate.into_dispatch(), up.into_dispatch()))
 }
 
 /// Whether the shapes tile in `16 × 16` blocks with at most [`MAX_ROWS`] rows.
@@ -79,39 +169,65 @@ fn tiles_evenly(m: usize, k: usize, n: usize) -> bool {
     m > 0 && m <= MAX_ROWS && [m, k, n].iter().all(|d| d.is_multiple_of(TILE))
 }
 
-/// Planes per cube for `K`: one per 4 tiles of `K` or more, at most [`PLANES`].
+/// Planes per cube for `K`: the largest power of two at most [`PLANES`] that leaves each plane
+/// at least 4 tiles of `K`, and at least one plane.
 fn planes_for(k: usize) -> usize {
-    (k / TILE / 4).clamp(1, PLANES)
+    let most = (k / TILE / 4).clamp(1, PLANES);
+    1 << most.ilog2()
 }
 
-/// Whether `x · wᵀ` can run on the kernel: even tiles, one dtype, and the device's cooperative
-/// matrices of that dtype with f32 accumulation.
-fn runs_on_tensor_cores(x: &CubeTensor, w: &CubeTensor) -> bool {
+/// Whether `x · wᵀ` and its epilogue can run on the kernel: even tiles, one dtype of every
+/// operand, and the device's cooperative matrices of that dtype with f32 accumulation.
+fn runs_on_tensor_cores(x: &CubeTensor, w: &CubeTensor, epilogue: &Epilogue<CubeBackend>) -> bool {
     let ([m, k], n) = (x.meta.shape().dims(), w.meta.shape()[0]);
     let elem = burn::backend::cubecl::dtype_to_storage_type(x.dtype);
     let config = MmaConfig { a_type: elem, b_type: elem, cd_type: ElemType::Float(FloatKind::F32), m: TILE as u32, n: TILE as u32, k: TILE as u32 };
-    tiles_evenly(m, k, n) && w.dtype == x.dtype && x.client.properties().features.matmul.cmma.contains(&config)
+    let same = |t: &CubeTensor| t.dtype == x.dtype;
+    tiles_evenly(m, k, n)
+        && same(w)
+        && epilogue.up.as_ref().is_none_or(|up| same(up) && up.meta.shape() == w.meta.shape())
+        && [&epilogue.bias, &epilogue.residual].into_iter().flatten().all(same)
+        && x.client.properties().features.matmul.cmma.contains(&config)
 }
 
-fn launch(x: CubeTensor, w: CubeTensor) -> CubeTensor {
+fn product_on_cube(x: CubeTensor, w: CubeTensor, epilogue: Epilogue<CubeBackend>) -> CubeTensor {
+    if runs_on_tensor_cores(&x, &w, &epilogue) { launch(x, w, epilogue) } else { composed(x, w, epilogue) }
+}
+
+fn launch(x: CubeTensor, w: CubeTensor, epilogue: Epilogue<CubeBackend>) -> CubeTensor {
     let (x, w) = (into_contiguous(x), into_contiguous(w));
     let [m, k] = x.meta.shape().dims();
     let n = w.meta.shape()[0];
     let out = empty_device_dtype(x.client.clone(), x.device.clone(), Shape::new([m, n]), x.dtype);
     let client = x.client.clone();
-    let plane = client.properties().hardware.plane_size_max.max(1);
+    let plane = client.properties().hardware.plane_size_max.max(1) as usize;
     let planes = planes_for(k);
+    let Epilogue { up, bias, residual } = epilogue;
+    let (gated, has_bias, has_residual) = (up.is_some(), bias.is_some(), residual.is_some());
+    let round_planes = planes.min(ROUND_TILES / if gated { 2 } else { 1 });
+    // An absent operand is given as `x` in its place (read by no instruction: the comptime flags
+    // remove the reads).
+    let [up, bias, residual] = [up, bias, residual].map(|t| t.map_or_else(|| x.clone(), into_contiguous));
+    let address = [&w, &up, &bias, &residual, &out].iter().fold(AddressType::U32.max(x.required_address_type()), |a, t| a.max(t.required_address_type()));
     let dtype = burn::backend::cubecl::dtype_to_storage_type(x.dtype);
     decode_product_kernel::launch(
         &client,
         CubeCount::new_1d((n / TILE) as u32),
-        CubeDim::new_2d(plane, planes as u32),
-        AddressType::U32.max(x.required_address_type()).max(w.required_address_type()).max(out.required_address_type()),
+        CubeDim::new_2d(plane as u32, planes as u32),
+        address,
         x.into_tensor_arg(),
         w.into_tensor_arg(),
+        up.into_tensor_arg(),
+        bias.into_tensor_arg(),
+        residual.into_tensor_arg(),
         out.clone().into_tensor_arg(),
         m / TILE,
         planes,
+        round_planes,
+        plane,
+        gated,
+        has_bias,
+        has_residual,
         dtype,
     );
     out
@@ -123,62 +239,171 @@ mod kernel {
 
     use super::TILE;
 
+    /// Loads tile `t` of `K` when there is one: the weights' tiles `(16t.., col0..)` as
+    /// column-major `[K, N]` blocks (column `j` is row `col0 + j` of `w`, and of `up` when
+    /// `gated`) and the `row_tiles` tiles of `x` at `(.., 16t..)`.
+    #[cube]
+    #[allow(clippy::too_many_arguments)]
+    fn load_tiles<F: Float>(
+        x: &Tensor<F>,
+        w: &Tensor<F>,
+        up: &Tensor<F>,
+        t: usize,
+        col0: usize,
+        weight: &mut cmma::Matrix<F>,
+        up_weight: &mut cmma::Matrix<F>,
+        rows: &mut Sequence<cmma::Matrix<F>>,
+        #[comptime] row_tiles: usize,
+        #[comptime] gated: bool,
+    ) {
+        let k = x.shape(1);
+        if t < k / TILE {
+            let span = (TILE - 1) * k + TILE;
+            let start = col0 * k + t * TILE;
+            cmma::load(weight, w.slice(start, start + span), k as u32);
+            if gated {
+                cmma::load(up_weight, up.slice(start, start + span), k as u32);
+            }
+            #[unroll]
+            for r in 0..row_tiles {
+                let start = r * TILE * k + t * TILE;
+                cmma::load(rows.index_mut(r), x.slice(start, start + span), k as u32);
+            }
+        }
+    }
+
+    /// Adds the products of the tiles [`load_tiles`] loaded to the sums, when `loaded`.
+    #[cube]
+    #[allow(clippy::too_many_arguments)]
+    fn multiply_tiles<F: Float>(
+        loaded: bool,
+        weight: &cmma::Matrix<F>,
+        up_weight: &cmma::Matrix<F>,
+        rows: &Sequence<cmma::Matrix<F>>,
+        sums: &Sequence<cmma::Matrix<f32>>,
+        up_sums: &Sequence<cmma::Matrix<f32>>,
+        #[comptime] row_tiles: usize,
+        #[comptime] gated: bool,
+    ) {
+        if loaded {
+            #[unroll]
+            for r in 0..row_tiles {
+                let sum = sums.index(r);
+                cmma::execute::<F, F, f32, f32, cmma::Plane>(rows.index(r), weight, sum, sum);
+                if gated {
+                    let up_sum = up_sums.index(r);
+                    cmma::execute::<F, F, f32, f32, cmma::Plane>(rows.index(r), up_weight, up_sum, up_sum);
+                }
+            }
+        }
+    }
+
     /// Cube `c` computes columns `16c..16c+16` of `out [M, N]` for all `M = 16 · row_tiles` rows
-    /// from `x [M, K]` and `w [N, K]` (both contiguous, `K` and `N` multiples of 16): plane `p`
-    /// multiplies the tiles `p, p + planes, …` of `K`, and the planes' f32 sums are added in shared
-    /// memory.
+    /// from `x [M, K]` and `w [N, K]` (all contiguous, `K` and `N` multiples of 16): plane `p` of
+    /// `planes` (each of `plane_size` units) multiplies the tiles `p, p + planes, …` of `K`, and
+    /// the planes' f32 sums are added in shared memory, `round_planes` planes at a time. With
+    /// `gated`, the cube also multiplies `x` by the same strip of `up [N, K]` and writes
+    /// `silu(x·wᵀ) ⊙ (x·upᵀ)`; with `has_bias` and `has_residual`, it adds `bias [N]` and
+    /// `residual [M, N]` before the rounding (a gated product has neither).
     #[cube(launch, address_type = "dynamic")]
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn decode_product_kernel<F: Float>(
         x: &Tensor<F>,
         w: &Tensor<F>,
+        up: &Tensor<F>,
+        bias: &Tensor<F>,
+        residual: &Tensor<F>,
         out: &mut Tensor<F>,
         #[comptime] row_tiles: usize,
         #[comptime] planes: usize,
+        #[comptime] round_planes: usize,
+        #[comptime] plane_size: usize,
+        #[comptime] gated: bool,
+        #[comptime] has_bias: bool,
+        #[comptime] has_residual: bool,
         #[define(F)] _dtype: ElemType,
     ) {
-        let k = x.shape(1);
         let n = out.shape(1);
         let col0 = CUBE_POS_X as usize * TILE;
         let plane = UNIT_POS_Y as usize;
+        // Accumulators of `x · wᵀ` and (gated) of `x · upᵀ` for each row tile; `up_sums` and the
+        // `up_*` tiles stay unused without `gated`.
         let mut sums = Sequence::<cmma::Matrix<f32>>::new();
+        let mut up_sums = Sequence::<cmma::Matrix<f32>>::new();
+        // The tiles of x of the two tiles of `K` a plane takes per iteration.
+        let mut rows_first = Sequence::<cmma::Matrix<F>>::new();
+        let mut rows_second = Sequence::<cmma::Matrix<F>>::new();
         #[unroll]
         for _ in 0..row_tiles {
             sums.push(cmma::Matrix::<f32>::from_value(cmma::MatrixIdent::Accumulator, TILE, TILE, TILE, cmma::MatrixLayout::Undefined, 0.0));
+            up_sums.push(cmma::Matrix::<f32>::from_value(cmma::MatrixIdent::Accumulator, TILE, TILE, TILE, cmma::MatrixLayout::Undefined, 0.0));
+            rows_first.push(cmma::Matrix::<F>::from_value(cmma::MatrixIdent::A, TILE, TILE, TILE, cmma::MatrixLayout::RowMajor, F::from_int(0)));
+            rows_second.push(cmma::Matrix::<F>::from_value(cmma::MatrixIdent::A, TILE, TILE, TILE, cmma::MatrixLayout::RowMajor, F::from_int(0)));
         }
-        let mut a = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::A, TILE, TILE, TILE, cmma::MatrixLayout::RowMajor, F::from_int(0));
-        let mut b = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::B, TILE, TILE, TILE, cmma::MatrixLayout::ColMajor, F::from_int(0));
-        let span = (TILE - 1) * k + TILE;
-        for t in range_stepped(plane, k / TILE, planes) {
-            let k0 = t * TILE;
-            // The weight's tile (k0.., col0..) as a column-major [K, N] block: column j is row
-            // col0 + j of w.
-            let start = col0 * k + k0;
-            cmma::load(&mut b, w.slice(start, start + span), k as u32);
-            #[unroll]
-            for r in 0..row_tiles {
-                let start = r * TILE * k + k0;
-                cmma::load(&mut a, x.slice(start, start + span), k as u32);
-                let sum = sums.index(r);
-                cmma::execute::<F, F, f32, f32, cmma::Plane>(&a, &b, sum, sum);
-            }
+        let mut w_first = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::B, TILE, TILE, TILE, cmma::MatrixLayout::ColMajor, F::from_int(0));
+        let mut w_second = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::B, TILE, TILE, TILE, cmma::MatrixLayout::ColMajor, F::from_int(0));
+        let mut up_first = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::B, TILE, TILE, TILE, cmma::MatrixLayout::ColMajor, F::from_int(0));
+        let mut up_second = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::B, TILE, TILE, TILE, cmma::MatrixLayout::ColMajor, F::from_int(0));
+        let tiles = x.shape(1) / TILE;
+        // Every load of both tiles is issued before the first product.
+        for first in range_stepped(plane, tiles, 2 * planes) {
+            let second = first + planes;
+            load_tiles(x, w, up, first, col0, &mut w_first, &mut up_first, &mut rows_first, row_tiles, gated);
+            load_tiles(x, w, up, second, col0, &mut w_second, &mut up_second, &mut rows_second, row_tiles, gated);
+            multiply_tiles(first < tiles, &w_first, &up_first, &rows_first, &sums, &up_sums, row_tiles, gated);
+            multiply_tiles(second < tiles, &w_second, &up_second, &rows_second, &sums, &up_sums, row_tiles, gated);
         }
+        // The planes' sums: `values` per plane, element `i` = (part, row, column in the strip)
+        // with part 0 for `w` and 1 for `up`, summed into `total` by `round_planes` planes at a
+        // time.
         let block = row_tiles * TILE * TILE;
-        let mut partial = Shared::<[f32]>::new_slice(planes * block);
-        #[unroll]
-        for r in 0..row_tiles {
-            let start = plane * block + r * TILE * TILE;
-            cmma::store(partial.slice_mut(start, start + TILE * TILE), sums.index(r), TILE as u32, cmma::MatrixLayout::RowMajor);
+        let values = comptime!(if gated { 2 * block } else { block });
+        let threads = planes * plane_size;
+        let mut partial = Shared::<[f32]>::new_slice(round_planes * values);
+        let mut total = Shared::<[f32]>::new_slice(values);
+        for i in range_stepped(UNIT_POS as usize, values, threads) {
+            total[i] = 0.0;
         }
-        sync_cube();
-        for i in range_stepped(UNIT_POS as usize, block, planes * PLANE_DIM as usize) {
-            let mut total = 0.0f32;
-            #[unroll]
-            for p in 0..planes {
-                total += partial[p * block + i];
+        #[unroll]
+        for round in 0..planes / round_planes {
+            if plane / round_planes == round {
+                let slot = plane % round_planes;
+                #[unroll]
+                for r in 0..row_tiles {
+                    let start = slot * values + r * TILE * TILE;
+                    cmma::store(partial.slice_mut(start, start + TILE * TILE), sums.index(r), TILE as u32, cmma::MatrixLayout::RowMajor);
+                    if gated {
+                        let start = start + block;
+                        cmma::store(partial.slice_mut(start, start + TILE * TILE), up_sums.index(r), TILE as u32, cmma::MatrixLayout::RowMajor);
+                    }
+                }
             }
-            // i = (row tile, row in tile, column in tile)
+            sync_cube();
+            for i in range_stepped(UNIT_POS as usize, values, threads) {
+                let mut sum = total[i];
+                #[unroll]
+                for s in 0..round_planes {
+                    sum += partial[s * values + i];
+                }
+                total[i] = sum;
+            }
+            sync_cube();
+        }
+        for i in range_stepped(UNIT_POS as usize, block, threads) {
+            // i = (row tile, row in tile, column in tile) = (row, column in tile)
             let row = i / TILE;
-            out[row * n + col0 + i % TILE] = F::cast_from(total);
+            let col = col0 + i % TILE;
+            let mut value = total[i];
+            if has_bias {
+                value += f32::cast_from(bias[col]);
+            }
+            if has_residual {
+                value += f32::cast_from(residual[row * n + col]);
+            }
+            if gated {
+                value = value / (1.0 + f32::exp(-value)) * total[block + i];
+            }
+            out[row * n + col] = F::cast_from(value);
         }
     }
 }
@@ -198,24 +423,56 @@ mod tests {
     }
 
     #[test]
-    fn planes_take_at_least_four_tiles_of_k_each_and_at_most_eight_planes_a_cube() {
-        assert_eq!([planes_for(16), planes_for(128), planes_for(256), planes_for(1536), planes_for(8960)], [1, 2, 4, 8, 8]);
+    fn planes_are_a_power_of_two_with_at_least_four_tiles_of_k_each_and_at_most_sixteen() {
+        assert_eq!([planes_for(16), planes_for(128), planes_for(256), planes_for(384), planes_for(1536), planes_for(8960)], [1, 2, 4, 4, 16, 16]);
     }
-    #[test]
-    fn the_product_matches_a_float64_recomputation() {
-        let (m, k, n) = (5, 13, 7);
-        let x: Vec<f32> = (0..m * k).map(|i| ((i * 31 % 17) as f32 - 8.0) / 5.0).collect();
-        let w: Vec<f32> = (0..n * k).map(|i| ((i * 7 % 23) as f32 - 11.0) / 9.0).collect();
-        let device = Device::flex();
-        let tensor = |v: &[f32], shape: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), shape), &device);
-        let got: Vec<f32> = decode_product(tensor(&x, [m, k]), tensor(&w, [n, k])).cast(DType::F32).into_data().iter::<f32>().collect();
+
+    /// `[rows, cols]` of distinct small values, deterministic in `salt`.
+    fn values(rows: usize, cols: usize, salt: usize) -> Vec<f32> {
+        (0..rows * cols).map(|i| ((i * (31 + salt) % (17 + salt)) as f32 - 8.0) / 9.0).collect()
+    }
+
+    /// `Σ_i x[r, i] · w[c, i]` in f64.
+    fn dot(x: &[f32], w: &[f32], k: usize, r: usize, c: usize) -> f64 {
+        (0..k).map(|i| f64::from(x[r * k + i]) * f64::from(w[c * k + i])).sum()
+    }
+
+    /// Checks `got [m, n]` against `want(r, c)` within `1e-5` relative.
+    fn assert_close(got: Tensor<2>, m: usize, n: usize, want: impl Fn(usize, usize) -> f64) {
+        let got: Vec<f32> = got.cast(DType::F32).into_data().iter::<f32>().collect();
         assert_eq!(got.len(), m * n);
         for r in 0..m {
             for c in 0..n {
-                let want: f64 = (0..k).map(|i| f64::from(x[r * k + i]) * f64::from(w[c * k + i])).sum();
-                let g = f64::from(got[r * n + c]);
+                let (g, want) = (f64::from(got[r * n + c]), want(r, c));
                 assert!((g - want).abs() <= 1e-5 * want.abs().max(1.0), "[{r}, {c}]: {g} against {want}");
             }
         }
+    }
+
+    fn tensor<const D: usize>(v: &[f32], shape: [usize; D]) -> Tensor<D> {
+        Tensor::from_data(TensorData::new(v.to_vec(), shape), &Device::flex())
+    }
+
+    #[test]
+    fn the_product_with_each_of_bias_and_residual_matches_a_float64_recomputation() {
+        let (m, k, n) = (5, 13, 7);
+        let (x, w, b, res) = (values(m, k, 0), values(n, k, 3), values(1, n, 5), values(m, n, 6));
+        for (bias, residual) in [(false, false), (true, false), (false, true), (true, true)] {
+            let got = decode_product(tensor(&x, [m, k]), tensor(&w, [n, k]), bias.then(|| tensor(&b, [n])), residual.then(|| tensor(&res, [m, n])));
+            assert_close(got, m, n, |r, c| {
+                dot(&x, &w, k, r, c) + if bias { f64::from(b[c]) } else { 0.0 } + if residual { f64::from(res[r * n + c]) } else { 0.0 }
+            });
+        }
+    }
+
+    #[test]
+    fn the_gated_product_matches_a_float64_recomputation_of_silu_gate_times_up() {
+        let (m, k, n) = (4, 11, 6);
+        let (x, gate, up) = (values(m, k, 1), values(n, k, 2), values(n, k, 4));
+        let got = decode_gated_product(tensor(&x, [m, k]), tensor(&gate, [n, k]), tensor(&up, [n, k]));
+        assert_close(got, m, n, |r, c| {
+            let g = dot(&x, &gate, k, r, c);
+            g / (1.0 + (-g).exp()) * dot(&x, &up, k, r, c)
+        });
     }
 }

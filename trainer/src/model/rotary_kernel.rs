@@ -10,18 +10,26 @@
 //! burn's operations, `rot(x)` as a product with a signed permutation. The kernel is checked
 //! against the composed rotation on the device by `trainer bench kernels`;
 //! [`CausalLm::rotary_kernel`](crate::model::CausalLm::rotary_kernel) says where it runs.
+//!
+//! [`rotary_into_cache`] does a decode step's whole attention prologue in one launch: from the
+//! fused q/k/v projection `[B, S, (H_q + 2·H_kv)·hd]` it writes q's heads rotated, and k's heads
+//! rotated and v's heads into the KV cache at their positions, in place (four launches before:
+//! two rotations and two cache writes).
 
+use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
-use burn::tensor::{FloatDType, Shape, Tensor, TensorData};
+use burn::tensor::{FloatDType, Shape, Slice, Tensor, TensorData};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use cubecl::ir::AddressType;
 use cubecl::prelude::{CubeCount, CubeDim};
 
-use kernel::rotary_kernel;
+use burn_cubecl::tensor::CubeTensor;
+
+use kernel::{rotary_into_cache_kernel, rotary_kernel};
 
 /// Units per cube.
 const UNITS: usize = 256;
@@ -32,12 +40,39 @@ fn rotated_shape(x: &Shape, cos: &Shape) -> Shape {
     Shape::new([x[0], x[2] / head_dim, x[1], head_dim])
 }
 
+/// `(H_q, H_kv, hd)` of a fused projection `[B, S, (H_q + 2·H_kv)·hd]`, tables `[B, 1, S, hd]`
+/// and a cache `[B, H_kv, C, hd]`.
+fn fused_heads(qkv: &Shape, cos: &Shape, cache: &Shape) -> (usize, usize, usize) {
+    let (head_dim, kv_heads) = (cos[3], cache[1]);
+    (qkv[2] / head_dim - 2 * kv_heads, kv_heads, head_dim)
+}
+
+/// The outputs of [`RotaryOps::rotary_into_cache`]: q `[B, H_q, S, hd]` and the two caches.
+fn into_cache_specs(qkv: &TensorSpec, cos: &TensorSpec, _sin: &TensorSpec, k_cache: &TensorSpec, v_cache: &TensorSpec, _start: &usize) -> (TensorSpec, TensorSpec, TensorSpec) {
+    let (heads, _, head_dim) = fused_heads(&qkv.shape, &cos.shape, &k_cache.shape);
+    let q = TensorSpec::new(Shape::new([qkv.shape[0], heads, qkv.shape[1], head_dim]), qkv.dtype);
+    (q, k_cache.clone(), v_cache.clone())
+}
+
 /// The rotary embedding of the heads of `x`, routed to each backend.
 #[backend_extension(Cube, Flex, Fusion)]
 pub trait RotaryOps: Backend {
     /// `x [B, S, n·hd]`, `cos` and `sin` `[B, 1, S, hd]` → `[B, n, S, hd]`, in `x`'s dtype.
     #[fusion(dtype = x, shape = rotated_shape(x, cos))]
     fn rotary_heads(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// From `qkv [B, S, (H_q + 2·H_kv)·hd]`, tables `[B, 1, S, hd]` and the caches `[B, H_kv, C,
+    /// hd]`: q's heads rotated `[B, H_q, S, hd]`, and the caches with k's heads rotated and v's
+    /// heads written at positions `start..start + S`.
+    #[fusion(meta = into_cache_specs)]
+    fn rotary_into_cache(
+        qkv: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        k_cache: FloatTensor<Self>,
+        v_cache: FloatTensor<Self>,
+        start: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 impl RotaryOps for burn::backend::Flex {
@@ -56,6 +91,24 @@ impl RotaryOps for burn::backend::Flex {
         let p = Self::float_cast(Self::float_from_data(TensorData::new(p, [hd, hd]), &device), FloatDType::from(dtype));
         let rotated = Self::float_matmul(heads.clone(), Self::float_reshape(p, Shape::new([1, 1, hd, hd])));
         Self::float_add(Self::float_mul(heads, cos), Self::float_mul(rotated, sin))
+    }
+
+    fn rotary_into_cache(
+        qkv: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        k_cache: FloatTensor<Self>,
+        v_cache: FloatTensor<Self>,
+        start: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (heads, kv_heads, hd) = fused_heads(&qkv.shape(), &cos.shape(), &k_cache.shape());
+        let [b, s] = [qkv.shape()[0], qkv.shape()[1]];
+        let part = |from: usize, n: usize| Self::float_slice(qkv.clone(), &[Slice::from(0..b), Slice::from(0..s), Slice::from(from * hd..(from + n) * hd)]);
+        let q = Self::rotary_heads(part(0, heads), cos.clone(), sin.clone());
+        let k = Self::rotary_heads(part(heads, kv_heads), cos, sin);
+        let v = Self::float_swap_dims(Self::float_reshape(part(heads + kv_heads, kv_heads), Shape::new([b, s, kv_heads, hd])), 1, 2);
+        let at = [Slice::from(0..b), Slice::from(0..kv_heads), Slice::from(start..start + s), Slice::from(0..hd)];
+        (q, Self::float_slice_assign(k_cache, &at, k), Self::float_slice_assign(v_cache, &at, v))
     }
 }
 
@@ -83,6 +136,49 @@ impl RotaryOps for CubeBackend {
         );
         out
     }
+
+    fn rotary_into_cache(
+        qkv: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        k_cache: FloatTensor<Self>,
+        v_cache: FloatTensor<Self>,
+        start: usize,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (qkv, cos, sin) = (into_contiguous(qkv), into_contiguous(cos), into_contiguous(sin));
+        let (k_cache, v_cache) = (writable(k_cache), writable(v_cache));
+        let (heads, kv_heads, head_dim) = fused_heads(qkv.meta.shape(), cos.meta.shape(), k_cache.meta.shape());
+        let [b, s] = [qkv.meta.shape()[0], qkv.meta.shape()[1]];
+        let q = empty_device_dtype(qkv.client.clone(), qkv.device.clone(), Shape::new([b, heads, s, head_dim]), qkv.dtype);
+        let client = qkv.client.clone();
+        let elements = qkv.meta.shape().num_elements();
+        let address = [&cos, &sin, &k_cache, &v_cache, &q].iter().fold(AddressType::U32.max(qkv.required_address_type()), |a, t| a.max(t.required_address_type()));
+        let dtype = burn::backend::cubecl::dtype_to_storage_type(qkv.dtype);
+        rotary_into_cache_kernel::launch(
+            &client,
+            CubeCount::new_1d(elements.div_ceil(UNITS) as u32),
+            CubeDim::new_1d(UNITS as u32),
+            address,
+            qkv.into_tensor_arg(),
+            cos.into_tensor_arg(),
+            sin.into_tensor_arg(),
+            q.clone().into_tensor_arg(),
+            k_cache.clone().into_tensor_arg(),
+            v_cache.clone().into_tensor_arg(),
+            start as u32,
+            heads,
+            kv_heads,
+            head_dim,
+            dtype,
+        );
+        (q, k_cache, v_cache)
+    }
+}
+
+/// `cache` itself when the kernel may write into it (no other tensor shares its buffer), else
+/// a copy.
+fn writable(cache: CubeTensor) -> CubeTensor {
+    into_contiguous(if cache.can_mut() && cache.is_nonoverlapping() { cache } else { cache.copy() })
 }
 
 /// The rotary embedding of the heads of `x [B, S, n·hd]` with tables `cos`, `sin`
@@ -91,6 +187,17 @@ impl RotaryOps for CubeBackend {
 /// All tensors must be without autodiff (the kernel has no backward pass) and of one dtype.
 pub fn rotary_heads(x: Tensor<3>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
     Tensor::from_dispatch(Dispatch::rotary_heads(x.into_dispatch(), cos.into_dispatch(), sin.into_dispatch()))
+}
+
+/// From the fused projection `qkv [B, S, (H_q + 2·H_kv)·hd]` with tables `cos`, `sin`
+/// `[B, 1, S, hd]`: q's heads rotated `[B, H_q, S, hd]`, and the caches `[B, H_kv, C, hd]` with k's
+/// heads rotated and v's heads written at positions `start..start + S` (see the module).
+///
+/// All tensors must be without autodiff and of one dtype; the caches are written in place when
+/// nothing else holds them, else copied first.
+pub fn rotary_into_cache(qkv: Tensor<3>, cos: Tensor<4>, sin: Tensor<4>, k_cache: Tensor<4>, v_cache: Tensor<4>, start: usize) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+    let (q, k, v) = Dispatch::rotary_into_cache(qkv.into_dispatch(), cos.into_dispatch(), sin.into_dispatch(), k_cache.into_dispatch(), v_cache.into_dispatch(), start);
+    (Tensor::from_dispatch(q), Tensor::from_dispatch(k), Tensor::from_dispatch(v))
 }
 
 /// The kernel, apart from burn's `Tensor` (CubeCL has its own).
@@ -119,9 +226,57 @@ mod kernel {
         let h = (i / (head_dim * seq)) % heads;
         let b = i / (head_dim * seq * heads);
         let row = (b * seq + s) * heads * head_dim + h * head_dim;
-        let partner = x[row + (d + head_dim / 2) % head_dim];
-        let rotated = select(d < head_dim / 2, -partner, partner);
-        let t = (b * seq + s) * head_dim + d;
-        out[i] = x[row + d] * cos[t] + rotated * sin[t];
+        out[i] = rotated(x, row + d, d, cos, sin, (b * seq + s) * head_dim + d, head_dim);
+    }
+
+    /// `x[at]` rotated, element `d` of its head: `x[at]·cos[t] + rot·sin[t]` with `rot` its
+    /// partner in the other half of the head, negated in the first half.
+    #[cube]
+    fn rotated<F: Float>(x: &Tensor<F>, at: usize, d: usize, cos: &Tensor<F>, sin: &Tensor<F>, t: usize, #[comptime] head_dim: usize) -> F {
+        let partner = x[at - d + (d + head_dim / 2) % head_dim];
+        x[at] * cos[t] + select(d < head_dim / 2, -partner, partner) * sin[t]
+    }
+
+    /// Unit `i` reads element `i` of `qkv [B, S, (heads + 2·kv_heads)·hd]` (contiguous, as are
+    /// the tables `[B, 1, S, hd]`, `q [B, heads, S, hd]` and the caches `[B, kv_heads, C, hd]`):
+    /// a q element is rotated into `q`, a k element rotated into `k_cache` and a v element copied
+    /// into `v_cache`, both at position `start + s`.
+    #[cube(launch, address_type = "dynamic")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn rotary_into_cache_kernel<F: Float>(
+        qkv: &Tensor<F>,
+        cos: &Tensor<F>,
+        sin: &Tensor<F>,
+        q: &mut Tensor<F>,
+        k_cache: &mut Tensor<F>,
+        v_cache: &mut Tensor<F>,
+        start: u32,
+        #[comptime] heads: usize,
+        #[comptime] kv_heads: usize,
+        #[comptime] head_dim: usize,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i >= qkv.len() {
+            terminate!();
+        }
+        let seq = qkv.shape(1);
+        let width = (heads + 2 * kv_heads) * head_dim;
+        let row = i / width; // b · S + s
+        let (b, s) = (row / seq, row % seq);
+        let head = (i % width) / head_dim;
+        let d = i % head_dim;
+        let position = start as usize + s;
+        let capacity = k_cache.shape(2);
+        if head < heads + kv_heads {
+            let value = rotated(qkv, i, d, cos, sin, row * head_dim + d, head_dim);
+            if head < heads {
+                q[((b * heads + head) * seq + s) * head_dim + d] = value;
+            } else {
+                k_cache[((b * kv_heads + head - heads) * capacity + position) * head_dim + d] = value;
+            }
+        } else {
+            v_cache[((b * kv_heads + head - heads - kv_heads) * capacity + position) * head_dim + d] = qkv[i];
+        }
     }
 }

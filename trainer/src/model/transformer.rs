@@ -75,6 +75,17 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
+    /// The maps of `parts` (all with or all without a bias) as one: their outputs side by side.
+    fn concat(parts: Vec<Linear>) -> Self {
+        let biases: Option<Vec<Tensor<1>>> = parts.iter().map(|p| p.bias.clone()).collect();
+        // Concatenated in checkpoint layout `[out, in]` (contiguous rows, which the decode-product
+        // kernel reads without a copy), then viewed as `[in, out]`.
+        Self {
+            weight: Tensor::cat(parts.into_iter().map(|p| p.weight.transpose()).collect(), 0).transpose(),
+            bias: biases.map(|b| Tensor::cat(b, 0)),
+        }
+    }
+
     /// `x [.., in] → [.., out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         linear_rows(x, self.weight.clone(), self.bias.clone())
@@ -91,6 +102,14 @@ fn linear_rows<const D: usize>(x: Tensor<D>, w: Tensor<2>, b: Option<Tensor<1>>)
     let y = linear(x.reshape([rows, dims[D - 1]]), w, b);
     dims[D - 1] = out;
     y.reshape(dims)
+}
+
+/// `t + other`, or `t` without `other`.
+fn plus<const D: usize>(t: Tensor<D>, other: Option<Tensor<D>>) -> Tensor<D> {
+    match other {
+        Some(other) => t + other,
+        None => t,
+    }
 }
 
 /// The dtype of normalisations, softmax and logits: f32, or f64 when computing in f64 (used by
@@ -153,9 +172,9 @@ fn mean_last_dim<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// One decoder layer's weights.
 #[derive(Debug, Clone)]
 pub struct DecoderLayer {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    /// q, k and v as one map: weight `[in, (H_q + 2·H_kv)·hd]` (a transposed view of the three
+    /// checkpoint weights concatenated), so that a decode step runs one product for the three.
+    qkv_proj: Linear,
     o_proj: Linear,
     gate_proj: Linear,
     up_proj: Linear,
@@ -170,6 +189,16 @@ pub struct DecoderLayer {
     q_norm: Option<RmsNorm>,
     /// OLMo2 only.
     k_norm: Option<RmsNorm>,
+}
+
+/// A layer's q, k and v projections `[B, S, ·]`.
+// Made and consumed once per layer; boxing the three handles would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Projections {
+    /// q `[B, S, H_q·hd]`, k and v `[B, S, H_kv·hd]`.
+    Apart(Tensor<3>, Tensor<3>, Tensor<3>),
+    /// The three side by side, `[B, S, (H_q + 2·H_kv)·hd]`, as the fused map wrote them.
+    Fused(Tensor<3>),
 }
 
 /// Per-layer key/value cache `[B, H_kv, capacity, head_dim]`, filled from position 0. Attention
@@ -227,19 +256,35 @@ impl KvCache {
         }
     }
 
+    /// Writes k (rotated) and v of the fused projection `qkv [B, S, (H_q + 2·H_kv)·hd]` at
+    /// positions `len..len+S` of layer `l` with [`rotary_kernel::rotary_into_cache`], and returns
+    /// q rotated `[B, H_q, S, hd]` and the attended keys and values `[B, H_kv, attended(len+S), hd]`.
+    fn append_rotated(&mut self, l: usize, qkv: Tensor<3>, cos: &Tensor<4>, sin: &Tensor<4>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        let s = qkv.dims()[1];
+        let (k_cache, v_cache) = self.layers.remove(l);
+        let (q, k_cache, v_cache) = rotary_kernel::rotary_into_cache(qkv, cos.clone(), sin.clone(), k_cache, v_cache, self.len);
+        self.layers.insert(l, (k_cache, v_cache));
+        let (k, v) = self.attended_views(l, self.len + s);
+        (q, k, v)
+    }
+
+    /// The keys and values `[B, H_kv, attended(end), hd]` of layer `l`.
+    fn attended_views(&self, l: usize, end: usize) -> (Tensor<4>, Tensor<4>) {
+        let keys = self.attended(end);
+        let (ck, cv) = &self.layers[l];
+        let [b, h, _, d] = ck.dims();
+        (ck.clone().slice([0..b, 0..h, 0..keys, 0..d]), cv.clone().slice([0..b, 0..h, 0..keys, 0..d]))
+    }
+
     /// Stores `k`, `v` `[B, H_kv, S, hd]` at positions `len..len+S` of layer `l` and returns the
     /// attended keys and values `[B, H_kv, attended(len+S), hd]`.
     fn append(&mut self, l: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let [b, h, s, d] = k.dims();
         let (start, end) = (self.len, self.len + s);
-        let keys = self.attended(end);
         let (ck, cv) = &mut self.layers[l];
         ck.inplace(|c| c.slice_assign([0..b, 0..h, start..end, 0..d], k));
         cv.inplace(|c| c.slice_assign([0..b, 0..h, start..end, 0..d], v));
-        (
-            ck.clone().slice([0..b, 0..h, 0..keys, 0..d]),
-            cv.clone().slice([0..b, 0..h, 0..keys, 0..d]),
-        )
+        self.attended_views(l, end)
     }
 }
 
@@ -375,7 +420,9 @@ pub struct CausalLm {
     pub fused_attention: bool,
     /// When set, the products of a decode step (at most [`decode_product::MAX_ROWS`] rows,
     /// without autodiff) run as the trainer's own kernel ([`decode_product`]) instead of burn's
-    /// `linear`. Default: set on GPU backends, unset on the CPU (where both are the same
+    /// `linear`: q, k and v as one product with their biases, `o_proj` with the residual stream
+    /// added, `gate_proj` and `up_proj` with the gating as one launch, and `down_proj` with the
+    /// steering vector and the residual stream added. Default: set on GPU backends, unset on the CPU (where both are the same
     /// `matmul`). Once the norms, the rotary embedding and the attention of a decode step ran as
     /// the trainer's kernels too, an H200 decode step of the 1.5B shape took 21.2 ms with it
     /// against 26.5 ms without (docs/performance.md); before, it was slower (63 against 57 ms),
@@ -389,8 +436,10 @@ pub struct CausalLm {
     /// on the CPU, where burn's operations stay the reference of every parity test.
     pub fused_norm: bool,
     /// When set, the rotary embedding of q and k in the same passes as [`CausalLm::fused_norm`]'s
-    /// runs as the trainer's own kernel ([`rotary_kernel`]: one launch per projection) instead of
-    /// burn's operations. Default: set on GPU backends, unset on the CPU.
+    /// runs as the trainer's own kernel instead of burn's operations: with a KV cache, one launch
+    /// per layer rotates q and k of the fused projection and writes k and v into the cache
+    /// ([`rotary_kernel::rotary_into_cache`]); without, one launch per projection. Default: set
+    /// on GPU backends, unset on the CPU.
     pub rotary_kernel: bool,
     /// When set, the attention of passes of one query position without autodiff (decode steps)
     /// where [`attention_kernel::supports`] the keys and heads runs as the trainer's own kernel
@@ -418,10 +467,9 @@ impl CausalLm {
             let p = format!("model.layers.{l}");
             let lin = |name: &str, shape, bias| Linear::load(weights, &format!("{p}.{name}"), shape, bias, device, dtype);
             let norm = |name: &str, dim| RmsNorm::load(weights, &format!("{p}.{name}.weight"), dim, c.rms_norm_eps, device, dtype);
+            let qkv = [("q", q_dim), ("k", kv_dim), ("v", kv_dim)].map(|(name, dim)| lin(&format!("self_attn.{name}_proj"), [dim, h], c.qkv_bias));
             layers.push(DecoderLayer {
-                q_proj: lin("self_attn.q_proj", [q_dim, h], c.qkv_bias)?,
-                k_proj: lin("self_attn.k_proj", [kv_dim, h], c.qkv_bias)?,
-                v_proj: lin("self_attn.v_proj", [kv_dim, h], c.qkv_bias)?,
+                qkv_proj: Linear::concat(qkv.into_iter().collect::<Result<Vec<_>>>()?),
                 o_proj: lin("self_attn.o_proj", [h, q_dim], c.o_bias)?,
                 gate_proj: lin("mlp.gate_proj", [i, h], c.mlp_bias)?,
                 up_proj: lin("mlp.up_proj", [i, h], c.mlp_bias)?,
@@ -471,10 +519,12 @@ impl CausalLm {
         }
         for (l, layer) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{l}");
+            let qkv = self.qkv_parts(&layer.qkv_proj);
+            let [q, k, v] = ["q", "k", "v"].map(|name| format!("self_attn.{name}_proj"));
             for (name, lin) in [
-                ("self_attn.q_proj", &layer.q_proj),
-                ("self_attn.k_proj", &layer.k_proj),
-                ("self_attn.v_proj", &layer.v_proj),
+                (q.as_str(), &qkv[0]),
+                (k.as_str(), &qkv[1]),
+                (v.as_str(), &qkv[2]),
                 ("self_attn.o_proj", &layer.o_proj),
                 ("mlp.gate_proj", &layer.gate_proj),
                 ("mlp.up_proj", &layer.up_proj),
@@ -725,37 +775,49 @@ impl CausalLm {
             Some(norm) => add(self.rms_norm(norm, x), Site::InputLayernorm),
             None => x,
         };
-        let (q, k, v) = match &patch {
+        let projections = match &patch {
             None => self.qkv(layer, attn_input(x.clone())),
             Some((p, s)) => {
-                let vanilla = self.qkv(layer, attn_input(x.clone()));
-                let steered = self.qkv(layer, attn_input(x.clone() + s.clone()));
-                self.mix_qkv(p, vanilla, steered)
+                let vanilla = self.apart(self.qkv(layer, attn_input(x.clone())));
+                let steered = self.apart(self.qkv(layer, attn_input(x.clone() + s.clone())));
+                let (q, k, v) = self.mix_qkv(p, vanilla, steered);
+                Projections::Apart(q, k, v)
             }
         };
-        let attn = add(self.attention(l, layer, q, k, v, pass, cache), Site::SelfAttn);
         let residual = match &patch {
             Some((p, s)) if p.residual_steered() => x + s.clone(),
             _ => x,
         };
-        let mut mlp_out;
-        let h;
+        let skip = match &patch {
+            Some((LayerInputPatch::SkipLayer, s)) => Some(s.clone()),
+            _ => None,
+        };
+        let (vector, lora) = (plan.after_mlp[l].as_ref(), plan.lora[l].as_ref());
+        let intervenes_at = |site: Site| plan.at_place.contains_key(&Place { layer: l, site });
         match &layer.post_feedforward_layernorm {
+            // Pre-norm models: the residual stream is added in the launches of `o_proj` and
+            // `down_proj` unless an intervention adds a vector to their outputs first.
             None => {
-                h = residual + attn;
+                let h = if intervenes_at(Site::SelfAttn) {
+                    residual + add(self.attention(l, layer, projections, pass, cache, None), Site::SelfAttn)
+                } else {
+                    self.attention(l, layer, projections, pass, cache, Some(residual))
+                };
                 let mlp_in = add(self.rms_norm(&layer.post_attention_layernorm, h.clone()), Site::PostAttentionLayernorm);
-                mlp_out = add(self.mlp(layer, mlp_in, plan.after_mlp[l].as_ref(), plan.lora[l].as_ref()), Site::Mlp);
+                if !intervenes_at(Site::Mlp) && skip.is_none() {
+                    return self.mlp(layer, mlp_in, vector, lora, Some(h));
+                }
+                let mlp_out = add(self.mlp(layer, mlp_in, vector, lora, None), Site::Mlp);
+                h + plus(mlp_out, skip)
             }
             Some(post_ff) => {
-                h = residual + add(self.rms_norm(&layer.post_attention_layernorm, attn), Site::PostAttentionLayernorm);
-                let m = add(self.mlp(layer, h.clone(), plan.after_mlp[l].as_ref(), plan.lora[l].as_ref()), Site::Mlp);
-                mlp_out = add(self.rms_norm(post_ff, m), Site::PostFeedforwardLayernorm);
+                let attn = add(self.attention(l, layer, projections, pass, cache, None), Site::SelfAttn);
+                let h = residual + add(self.rms_norm(&layer.post_attention_layernorm, attn), Site::PostAttentionLayernorm);
+                let m = add(self.mlp(layer, h.clone(), vector, lora, None), Site::Mlp);
+                let mlp_out = add(self.rms_norm(post_ff, m), Site::PostFeedforwardLayernorm);
+                h + plus(mlp_out, skip)
             }
         }
-        if let Some((LayerInputPatch::SkipLayer, s)) = &patch {
-            mlp_out = mlp_out + s.clone();
-        }
-        h + mlp_out
     }
 
     /// `norm(x)` for `x [B, S, H]`: one kernel per norm ([`norm_kernel`]) in passes of at most
@@ -769,32 +831,72 @@ impl CausalLm {
         norm_kernel::rms_norm_rows(x.reshape([b * s, h]), norm.weight.clone(), norm.eps).reshape([b, s, h])
     }
 
-    /// `lin(x)` for `x [B, S, in]`: products of at most [`decode_product::MAX_ROWS`] rows
-    /// without autodiff (a decode step's) run as the decode-product kernel when
-    /// [`CausalLm::decode_kernel`] is set, the rest as burn's `linear`.
+    /// Whether the products of `x [B, S, in]` run as the decode-product kernel: rows of a decode
+    /// step (at most [`decode_product::MAX_ROWS`]) without autodiff in `x` or in `others` (the
+    /// kernel has no backward pass), when [`CausalLm::decode_kernel`] is set.
+    fn takes_decode_products(&self, x: &Tensor<3>, others: &[Option<&Tensor<1>>]) -> bool {
+        let [b, s, _] = x.dims();
+        self.decode_kernel && b * s <= decode_product::MAX_ROWS && !x.is_autodiff() && others.iter().flatten().all(|t| !t.is_autodiff())
+    }
+
+    /// `lin(x)` for `x [B, S, in]` (see [`CausalLm::linear_plus`]).
     fn linear(&self, lin: &Linear, x: Tensor<3>) -> Tensor<3> {
-        let [b, s, k] = x.dims();
-        if !self.decode_kernel || b * s > decode_product::MAX_ROWS || x.is_autodiff() {
-            return lin.forward(x);
+        self.linear_plus(lin, x, None)
+    }
+
+    /// `lin(x) + residual` for `x [B, S, in]` and `residual [B, S, out]`: the decode-product
+    /// kernel (bias and residual added in the same launch) where
+    /// [`CausalLm::takes_decode_products`], burn's `linear` and add otherwise.
+    fn linear_plus(&self, lin: &Linear, x: Tensor<3>, residual: Option<Tensor<3>>) -> Tensor<3> {
+        if !self.takes_decode_products(&x, &[lin.bias.as_ref()]) || lin.weight.is_autodiff() || residual.as_ref().is_some_and(Tensor::is_autodiff) {
+            return plus(lin.forward(x), residual);
         }
-        let y = decode_product::decode_product(x.reshape([b * s, k]), lin.weight.clone().transpose());
-        let y = match &lin.bias {
-            Some(bias) => y + bias.clone().unsqueeze::<2>(),
-            None => y,
-        };
+        let [b, s, k] = x.dims();
+        let residual = residual.map(|r| {
+            let n = r.dims()[2];
+            r.reshape([b * s, n])
+        });
+        let y = decode_product::decode_product(x.reshape([b * s, k]), lin.weight.clone().transpose(), lin.bias.clone(), residual);
         let n = y.dims()[1];
         y.reshape([b, s, n])
     }
 
-    /// q `[B,S,H_q·hd]`, k and v `[B,S,H_kv·hd]` (after OLMo2's q/k norms, before RoPE).
-    fn qkv(&self, layer: &DecoderLayer, x: Tensor<3>) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
-        let mut q = self.linear(&layer.q_proj, x.clone());
-        let mut k = self.linear(&layer.k_proj, x.clone());
-        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
-            q = self.rms_norm(qn, q);
-            k = self.rms_norm(kn, k);
+    /// The column ranges of q, k and v in the fused projection.
+    fn qkv_ranges(&self) -> [std::ops::Range<usize>; 3] {
+        let c = &self.config;
+        let (q, kv) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        [0..q, q..q + kv, q + kv..q + 2 * kv]
+    }
+
+    /// The q, k and v maps of a fused `qkv_proj` (views of its weight and bias).
+    fn qkv_parts(&self, qkv: &Linear) -> [Linear; 3] {
+        self.qkv_ranges().map(|r| Linear {
+            weight: qkv.weight.clone().narrow(1, r.start, r.len()),
+            bias: qkv.bias.clone().map(|b| b.narrow(0, r.start, r.len())),
+        })
+    }
+
+    /// q `[B,S,H_q·hd]`, k and v `[B,S,H_kv·hd]` of `projections`.
+    fn apart(&self, projections: Projections) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
+        match projections {
+            Projections::Apart(q, k, v) => (q, k, v),
+            Projections::Fused(qkv) => {
+                let [q, k, v] = self.qkv_ranges().map(|r| qkv.clone().narrow(2, r.start, r.len()));
+                (q, k, v)
+            }
         }
-        (q, k, self.linear(&layer.v_proj, x))
+    }
+
+    /// The projections of `x [B, S, H]` (after OLMo2's q/k norms, before RoPE), by one product.
+    fn qkv(&self, layer: &DecoderLayer, x: Tensor<3>) -> Projections {
+        let fused = Projections::Fused(self.linear(&layer.qkv_proj, x));
+        match (&layer.q_norm, &layer.k_norm) {
+            (Some(qn), Some(kn)) => {
+                let (q, k, v) = self.apart(fused);
+                Projections::Apart(self.rms_norm(qn, q), self.rms_norm(kn, k), v)
+            }
+            _ => fused,
+        }
     }
 
     /// Takes each head of q, k, v from the vanilla or the steered projections, as `patch` says.
@@ -824,34 +926,44 @@ impl CausalLm {
     }
 
     /// Self-attention of layer `l` (rotary embedding, KV cache, grouped-query attention, `o_proj`)
-    /// on q `[B, S, H_q·hd]`, k and v `[B, S, H_kv·hd]`.
-    #[allow(clippy::too_many_arguments)]
+    /// on `projections`, plus `residual [B, S, H]` when given.
+    ///
+    /// In a decode step with the rotary kernel and a cache, the fused projection goes through
+    /// [`rotary_kernel::rotary_into_cache`]: one launch rotates q and k and writes k and v into
+    /// the cache.
     fn attention(
         &self,
         l: usize,
         layer: &DecoderLayer,
-        q: Tensor<3>,
-        k: Tensor<3>,
-        v: Tensor<3>,
+        projections: Projections,
         pass: &Pass,
         cache: Option<&mut KvCache>,
+        residual: Option<Tensor<3>>,
     ) -> Tensor<3> {
         let c = &self.config;
-        let [b, s, _] = q.dims();
         let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
-        let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
-        let kernel = self.rotary_kernel && takes_decode_kernels(&q);
-        let rotate = |t: Tensor<3>, n: usize| match kernel {
-            true => rotary_kernel::rotary_heads(t, pass.cos.clone(), pass.sin.clone()),
-            false => apply_rotary(heads(t, n), &pass.cos, &pass.sin),
+        let (q, k, v) = match (projections, cache) {
+            (Projections::Fused(qkv), Some(cache)) if self.rotary_kernel && takes_decode_kernels(&qkv) => cache.append_rotated(l, qkv, &pass.cos, &pass.sin),
+            (projections, cache) => {
+                let (q, k, v) = self.apart(projections);
+                let [b, s, _] = q.dims();
+                let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
+                let kernel = self.rotary_kernel && takes_decode_kernels(&q);
+                let rotate = |t: Tensor<3>, n: usize| match kernel {
+                    true => rotary_kernel::rotary_heads(t, pass.cos.clone(), pass.sin.clone()),
+                    false => apply_rotary(heads(t, n), &pass.cos, &pass.sin),
+                };
+                let (q, k, v) = (rotate(q, nh), rotate(k, nkv), heads(v, nkv));
+                match cache {
+                    Some(cache) => {
+                        let (k, v) = cache.append(l, k, v);
+                        (q, k, v)
+                    }
+                    None => (q, k, v),
+                }
+            }
         };
-        let q = rotate(q, nh);
-        let k = rotate(k, nkv);
-        let v = heads(v, nkv);
-        let (k, v) = match cache {
-            Some(cache) => cache.append(l, k, v),
-            None => (k, v),
-        };
+        let [b, _, s, _] = q.dims();
         let one_query = self.decode_attention && s == 1 && !q.is_autodiff() && attention_kernel::supports(k.dims()[2], hd);
         let out = if one_query {
             let mask = pass.kernel_mask.get_or_init(|| pass.mask.clone().cast(self.dtype));
@@ -865,7 +977,7 @@ impl CausalLm {
             };
             heads_out.swap_dims(1, 2).reshape([b, s, nh * hd])
         };
-        self.linear(&layer.o_proj, out)
+        self.linear_plus(&layer.o_proj, out, residual)
     }
 
     /// Grouped-query attention without repeating k and v: the `rep = H_q / H_kv` query heads of
@@ -926,20 +1038,37 @@ impl CausalLm {
         }
     }
 
-    /// `down_proj(z) + (z·A)·B + vector` with `z = silu(gate_proj(x)) * up_proj(x)`.
-    fn mlp(&self, layer: &DecoderLayer, x: Tensor<3>, vector: Option<&Tensor<1>>, lora: Option<&LoraPair>) -> Tensor<3> {
-        let gated = silu(self.linear(&layer.gate_proj, x.clone())) * self.linear(&layer.up_proj, x);
+    /// `down_proj(z) + (z·A)·B + vector (+ residual)` with `z = silu(gate_proj(x)) * up_proj(x)`.
+    ///
+    /// Without LoRA or biases on `gate_proj` and `up_proj`, a decode step's MLP is two launches
+    /// of the decode-product kernel: `z` in one ([`decode_product::decode_gated_product`]), then
+    /// `down_proj` with its bias, the steering vector and the residual added in the same launch.
+    fn mlp(&self, layer: &DecoderLayer, x: Tensor<3>, vector: Option<&Tensor<1>>, lora: Option<&LoraPair>, residual: Option<Tensor<3>>) -> Tensor<3> {
+        let (gate, up, down) = (&layer.gate_proj, &layer.up_proj, &layer.down_proj);
+        let unbiased = gate.bias.is_none() && up.bias.is_none();
+        if lora.is_none() && unbiased && self.takes_decode_products(&x, &[vector]) && !gate.weight.is_autodiff() {
+            let [b, s, h] = x.dims();
+            let z = decode_product::decode_gated_product(x.reshape([b * s, h]), gate.weight.clone().transpose(), up.weight.clone().transpose());
+            let bias = match (down.bias.clone(), vector.cloned()) {
+                (Some(bias), Some(v)) => Some(bias + v),
+                (bias, v) => bias.or(v),
+            };
+            let (down, i) = (Linear { weight: down.weight.clone(), bias }, z.dims()[1]);
+            return self.linear_plus(&down, z.reshape([b, s, i]), residual);
+        }
+        let gated = silu(self.linear(gate, x.clone())) * self.linear(up, x);
         let out = match lora {
             Some(LoraPair { a, b }) => {
                 let delta = linear_rows(linear_rows(gated.clone(), a.clone(), None), b.clone(), None);
-                self.linear(&layer.down_proj, gated) + delta
+                self.linear(down, gated) + delta
             }
-            None => self.linear(&layer.down_proj, gated),
+            None => self.linear(down, gated),
         };
-        match vector {
+        let out = match vector {
             Some(v) => out + v.clone().unsqueeze::<3>(),
             None => out,
-        }
+        };
+        plus(out, residual)
     }
 }
 
@@ -1009,25 +1138,34 @@ mod tests {
     }
 
     #[test]
-    fn the_decode_attention_kernel_is_off_on_the_cpu_and_its_route_keeps_a_decode_step_s_hidden_states() {
+    fn the_decode_kernels_are_off_on_the_cpu_and_their_routes_keep_a_steered_decode_step_s_hidden_states() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2");
         let mut lm = crate::model::load(&dir, &Device::flex(), DType::F32).expect("fixture");
-        assert!(!lm.decode_attention, "burn's operations are the CPU's reference");
+        assert!(!lm.decode_attention && !lm.decode_kernel, "burn's operations are the CPU's reference");
+        assert!(lm.config.qkv_bias, "the fixture's q/k/v biases take the product kernel's bias route");
         let (tokens, width, layout) = lm.left_pad(&[vec![7, 8, 9, 10], vec![5, 6]], 0, 0);
         let ids = crate::model::token_tensor(&tokens, [2, width], &lm.device);
         let next = crate::model::token_tensor(&[11, 12], [2, 1], &lm.device);
+        let (layers, hidden) = (lm.config.num_layers, lm.config.hidden_size);
+        let vectors: Vec<f32> = (0..layers * hidden).map(|i| ((i * 7 % 11) as f32 - 5.0) / 20.0).collect();
+        let steering = Steering::PerLayer(Tensor::from_data(TensorData::new(vectors, [layers, hidden]), &lm.device));
         let step = |lm: &CausalLm| -> Vec<f32> {
             let mut cache = lm.kv_cache(2, width + 1);
-            lm.forward(ids.clone(), &layout, Some(&mut cache), &Steering::None, &[]).expect("prefill");
-            let out = lm.forward(next.clone(), &layout, Some(&mut cache), &Steering::None, &[]).expect("decode step");
+            lm.forward(ids.clone(), &layout, Some(&mut cache), &steering, &[]).expect("prefill");
+            let out = lm.forward(next.clone(), &layout, Some(&mut cache), &steering, &[]).expect("decode step");
             out.hidden.into_data().iter::<f32>().collect()
         };
         let composed = step(&lm);
-        lm.decode_attention = true;
-        let routed = step(&lm);
-        assert_eq!(routed.len(), composed.len());
-        for (i, (&r, &c)) in routed.iter().zip(&composed).enumerate() {
-            assert!((r - c).abs() <= 1e-5 * c.abs().max(1.0), "element {i}: {r} vs {c}");
+        // Each kernel's route alone, then all: products (fused q/k/v with its bias, gated MLP,
+        // steering vector and residuals added in the products), the rotary embedding writing the
+        // cache, and the attention kernel.
+        for (products, rotary, attention) in [(true, false, false), (false, true, false), (false, false, true), (true, true, true)] {
+            (lm.decode_kernel, lm.rotary_kernel, lm.decode_attention) = (products, rotary, attention);
+            let routed = step(&lm);
+            assert_eq!(routed.len(), composed.len());
+            for (i, (&r, &c)) in routed.iter().zip(&composed).enumerate() {
+                assert!((r - c).abs() <= 1e-5 * c.abs().max(1.0), "products {products}, rotary {rotary}, attention {attention}, element {i}: {r} vs {c}");
+            }
         }
     }
 
