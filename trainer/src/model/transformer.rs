@@ -832,11 +832,12 @@ impl CausalLm {
     }
 
     /// Whether the products of `x [B, S, in]` run as the decode-product kernel: rows of a decode
-    /// step (at most [`decode_product::MAX_ROWS`]) without autodiff in `x` or in `others` (the
-    /// kernel has no backward pass), when [`CausalLm::decode_kernel`] is set.
-    fn takes_decode_products(&self, x: &Tensor<3>, others: &[Option<&Tensor<1>>]) -> bool {
+    /// step (at most [`decode_product::MAX_ROWS`]) without autodiff in `x` or in any of the other
+    /// operands (`tracked` says which are tracked; the kernel has no backward pass), when
+    /// [`CausalLm::decode_kernel`] is set.
+    fn takes_decode_products(&self, x: &Tensor<3>, tracked: &[bool]) -> bool {
         let [b, s, _] = x.dims();
-        self.decode_kernel && b * s <= decode_product::MAX_ROWS && !x.is_autodiff() && others.iter().flatten().all(|t| !t.is_autodiff())
+        self.decode_kernel && b * s <= decode_product::MAX_ROWS && !x.is_autodiff() && !tracked.contains(&true)
     }
 
     /// `lin(x)` for `x [B, S, in]` (see [`CausalLm::linear_plus`]).
@@ -848,7 +849,8 @@ impl CausalLm {
     /// kernel (bias and residual added in the same launch) where
     /// [`CausalLm::takes_decode_products`], burn's `linear` and add otherwise.
     fn linear_plus(&self, lin: &Linear, x: Tensor<3>, residual: Option<Tensor<3>>) -> Tensor<3> {
-        if !self.takes_decode_products(&x, &[lin.bias.as_ref()]) || lin.weight.is_autodiff() || residual.as_ref().is_some_and(Tensor::is_autodiff) {
+        let tracked = [lin.weight.is_autodiff(), lin.bias.as_ref().is_some_and(Tensor::is_autodiff), residual.as_ref().is_some_and(Tensor::is_autodiff)];
+        if !self.takes_decode_products(&x, &tracked) {
             return plus(lin.forward(x), residual);
         }
         let [b, s, k] = x.dims();
@@ -1046,7 +1048,8 @@ impl CausalLm {
     fn mlp(&self, layer: &DecoderLayer, x: Tensor<3>, vector: Option<&Tensor<1>>, lora: Option<&LoraPair>, residual: Option<Tensor<3>>) -> Tensor<3> {
         let (gate, up, down) = (&layer.gate_proj, &layer.up_proj, &layer.down_proj);
         let unbiased = gate.bias.is_none() && up.bias.is_none();
-        if lora.is_none() && unbiased && self.takes_decode_products(&x, &[vector]) && !gate.weight.is_autodiff() {
+        let tracked = [gate.weight.is_autodiff(), up.weight.is_autodiff(), vector.is_some_and(Tensor::is_autodiff)];
+        if lora.is_none() && unbiased && self.takes_decode_products(&x, &tracked) {
             let [b, s, h] = x.dims();
             let z = decode_product::decode_gated_product(x.reshape([b * s, h]), gate.weight.clone().transpose(), up.weight.clone().transpose());
             let bias = match (down.bias.clone(), vector.cloned()) {
