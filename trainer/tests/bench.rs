@@ -128,10 +128,10 @@ fn kernels_time_every_product_form_and_fused_attention_matches_the_materialised_
         assert!((0.0..1e-5).contains(&d), "the attention kernel's CPU path is burn's operations in f32: {c}");
     }
     let attention = &report["attention"];
-    for key in ["prefill_fused_ms", "prefill_materialised_ms", "decode_fused_ms", "decode_materialised_ms", "decode_kernel_ms", "decode_composed_ms"] {
+    for key in ["prefill_fused_ms", "prefill_materialised_ms", "decode_fused_ms", "decode_materialised_ms", "decode_kernel_ms", "decode_composed_ms", "decode_graph_ms"] {
         assert!(positive(&attention[key]), "{key}: {attention}");
     }
-    for key in ["prefill_relative_difference", "decode_relative_difference", "decode_kernel_relative_difference", "decode_composed_relative_difference"] {
+    for key in ["prefill_relative_difference", "decode_relative_difference", "decode_kernel_relative_difference", "decode_composed_relative_difference", "decode_graph_relative_difference"] {
         let d = attention[key].as_f64().unwrap();
         assert!((0.0..1e-5).contains(&d), "{key} {d}: the fused kernel computes the same attention in f32");
     }

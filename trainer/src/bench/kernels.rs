@@ -5,7 +5,7 @@
 //! against the materialised attention in a prefill and a decode step (time, and the relative
 //! difference of the hidden states, so that each kernel is checked on the device that runs it).
 
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{DType, Device, Int, Tensor};
 use serde::Serialize;
 
 use std::time::Instant;
@@ -118,6 +118,16 @@ pub struct AttentionComparison {
     /// The relative difference of the first decode step's hidden states with every kernel (the
     /// GPU's default) from those with none.
     pub decode_composed_relative_difference: f64,
+    /// The same decode step (every kernel, from the same cache) captured once with burn's
+    /// `capture` and replayed, ms per replay: on wgpu a software graph, whose launches skip the
+    /// per-launch host work (pipeline lookup, bindings, bind groups). Each replay also copies
+    /// the cache layers it writes, since the captured step must leave its starting cache intact.
+    pub decode_graph_ms: f64,
+    /// Whether the backend recorded a graph (`false`: the replays re-ran the step).
+    pub decode_graph_recorded: bool,
+    /// The relative difference of the replayed step's hidden states from the first decode
+    /// step's with the same kernels.
+    pub decode_graph_relative_difference: f64,
 }
 
 /// One check of the decode-attention kernel against burn's operations.
@@ -159,7 +169,8 @@ pub struct KernelReport {
     pub rotary_checks: Vec<f64>,
     /// The decode-attention kernel against burn's materialised attention on random queries,
     /// keys and values with padded rows: the decode step's rows, heads and a cache of the
-    /// prompt's length, and key counts below, between and above multiples of the kernel's units.
+    /// prompt's length; one key (fewer than the kernel's planes); twelve query heads on one kv
+    /// head (more outputs than the kernel's units); and 5,000 keys.
     pub attention_checks: Vec<AttentionCheck>,
     /// The largest relative difference the checks accept ([`kernel_tolerance`] of the dtype).
     pub kernel_tolerance: f64,
@@ -199,6 +210,12 @@ impl KernelReport {
         if beyond(d) {
             return Err(Error::Backend(format!(
                 "a decode step with the decode-attention kernel differs from one with materialised attention: relative difference {d:e}, expected at most {tolerance:e}"
+            )));
+        }
+        let d = self.attention.decode_graph_relative_difference;
+        if beyond(d) {
+            return Err(Error::Backend(format!(
+                "a decode step replayed from a captured graph differs from the same step run directly: relative difference {d:e}, expected at most {tolerance:e}"
             )));
         }
         let d = self.attention.decode_composed_relative_difference;
@@ -313,7 +330,7 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
     }
     let (nh, nkv, hd) = (config.num_heads, config.num_kv_heads, config.head_dim);
     let mut attention_checks = Vec::new();
-    for (rows, heads, kv_heads, keys) in [(bench.batch, nh, nkv, bench.prompt_len + 1), (3, 4, 2, 1), (3, 4, 1, 127), (2, 2, 2, 300)] {
+    for (rows, heads, kv_heads, keys) in [(bench.batch, nh, nkv, bench.prompt_len + 1), (3, 4, 2, 1), (3, 12, 1, 127), (2, 2, 2, 5000)] {
         let relative_difference = check_attention(device, dtype, [rows, heads, kv_heads, keys, hd])?;
         attention_checks.push(AttentionCheck { rows, heads, kv_heads, keys, relative_difference });
     }
@@ -471,6 +488,7 @@ fn compare_attention(lm: &CausalLm, bench: &KernelBench) -> Result<AttentionComp
     let (prefill_materialised, decode_materialised, hidden, first) = run(false, false, true)?;
     let (_, decode_kernel, _, first_kernel) = run(false, true, true)?;
     let (_, decode_composed, _, first_composed) = run(false, false, false)?;
+    let (decode_graph, decode_graph_recorded, first_replayed) = replayed_decode(lm, bench, &prompt_ids, &next, &layout, width + steps)?;
     Ok(AttentionComparison {
         prefill_fused_ms: 1e3 * prefill_fused,
         prefill_materialised_ms: 1e3 * prefill_materialised,
@@ -481,8 +499,35 @@ fn compare_attention(lm: &CausalLm, bench: &KernelBench) -> Result<AttentionComp
         decode_kernel_ms: 1e3 * decode_kernel,
         decode_kernel_relative_difference: relative_difference(first_kernel.clone(), first)?,
         decode_composed_ms: 1e3 * decode_composed,
-        decode_composed_relative_difference: relative_difference(first_kernel, first_composed)?,
+        decode_composed_relative_difference: relative_difference(first_kernel.clone(), first_composed)?,
+        decode_graph_ms: 1e3 * decode_graph,
+        decode_graph_recorded,
+        decode_graph_relative_difference: relative_difference(first_replayed, first_kernel)?,
     })
+}
+
+/// The first decode step after the prefill of `prompt_ids` (every kernel on), captured as a
+/// graph and replayed: seconds per replay, whether a graph was recorded, and the replayed
+/// step's hidden states.
+// burn's graph replay is `unsafe`: the caller keeps every buffer the graph touched alive.
+#[allow(unsafe_code)]
+fn replayed_decode(lm: &CausalLm, bench: &KernelBench, prompt_ids: &Tensor<2, Int>, next: &Tensor<2, Int>, layout: &BatchLayout, capacity: usize) -> Result<(f64, bool, Tensor<3>)> {
+    let device = &lm.device;
+    let mut cache = lm.kv_cache(bench.batch, capacity);
+    lm.forward(prompt_ids.clone(), layout, Some(&mut cache), &Steering::None, &[])?;
+    let cache = cache;
+    let mut graph = burn::tensor::capture(device, || {
+        let mut step_cache = cache.clone();
+        lm.forward(next.clone(), layout, Some(&mut step_cache), &Steering::None, &[]).map(|o| o.hidden)
+    });
+    // Safety: everything the captured step reads or writes (the model's weights, `next`,
+    // `cache` and the step's own buffers, held by `graph`) outlives the replays, which run on
+    // this thread's device stream only, and `time_synced` waits for the device before returning.
+    let secs = time_synced(device, bench.iterations, || unsafe {
+        graph.replay().as_ref().map(drop).map_err(|e| Error::Backend(format!("the captured decode step failed: {e}")))
+    })?;
+    let hidden = graph.output().as_ref().map_err(|e| Error::Backend(format!("the captured decode step failed: {e}")))?.clone();
+    Ok((secs, graph.is_hardware(), hidden))
 }
 
 /// `max |a − b| / max |b|`, computed in f32.
@@ -530,6 +575,9 @@ mod tests {
                 decode_kernel_relative_difference: 0.0,
                 decode_composed_ms: 1.0,
                 decode_composed_relative_difference: 0.0,
+                decode_graph_ms: 1.0,
+                decode_graph_recorded: false,
+                decode_graph_relative_difference: 0.0,
             },
         }
     }

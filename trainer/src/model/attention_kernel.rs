@@ -5,22 +5,23 @@
 //! Composed from burn's operations, a decode step's attention is a product for the scores, a
 //! scale, casts, the mask's add, a softmax (burn's fused reduce-and-broadcast: 169 µs of GPU time
 //! per layer of the 1.5B shape at 64 rows on an H200, docs/performance.md) and a product with
-//! the values: six to eight launches per layer. Here one cube computes one (row, query head):
-//! its units take the dot products of the query with every `UNITS`-th key into shared memory,
-//! the row's maximum and the sum of the exponentials meet in shared-memory tree reductions, and
-//! the units then sum the values weighted by the probabilities: `UNITS / hd` groups of `hd`
-//! units each take every group-th run of [`RUN`] keys (their loads independent, so that many
-//! are in flight: a first version summing one key at a time took as long as burn's softmax),
-//! and the groups' sums meet in shared memory. The keys and values may be views of the cache
-//! (any strides but the last, which must be 1): nothing is copied.
+//! the values: six to eight launches per layer. Here one cube computes one (row, kv head) for
+//! all the query heads that share it, so that each key and value is read once: the head's
+//! elements are split across the units of a plane (warp), each loading its part of a key or a
+//! value with one vector load, and a dot product is the plane's sum of its units' parts. The
+//! cube's [`PLANES`] planes take every `PLANES`-th run of [`KEY_RUN`] keys, whose loads are
+//! issued together, and keep per query head a running maximum, sum of exponentials and weighted
+//! sum of values (the online softmax of flash decoding), which meet in shared memory at the
+//! end. No score is stored, so any number of keys is taken. The keys and values may be views of
+//! the cache (any strides but the last, which must be 1): nothing is copied.
 //!
-//! It runs where [`supports`] says (at most [`MAX_KEYS`] keys, heads of at most [`UNITS`]
-//! elements); on backends other than CubeCL (the CPU's flex) the same
-//! arithmetic runs as burn's operations in f32. The kernel is checked against the materialised
-//! attention on the device by `trainer bench kernels`;
-//! [`CausalLm::decode_attention`](crate::model::CausalLm::decode_attention) says where it runs.
+//! It runs on CubeCL backends where a head splits into the plane's units in vectors of at most
+//! [`MAX_PER_UNIT`] elements (heads of 32 to 256 elements on 32-unit planes); elsewhere, and on
+//! other backends (the CPU's flex), the same arithmetic runs as burn's operations in f32. The
+//! kernel is checked against the materialised attention on the device by `trainer bench
+//! kernels`; [`CausalLm::decode_attention`](crate::model::CausalLm::decode_attention) says where
+//! it runs.
 
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
 use burn::tensor::{DType, FloatDType, Shape, Tensor};
@@ -32,18 +33,12 @@ use cubecl::prelude::{CubeCount, CubeDim};
 
 use kernel::decode_attention_kernel;
 
-/// Units per cube (a power of two), and the longest head the kernel takes.
-pub const UNITS: usize = 256;
-/// Keys whose values one unit loads before it adds them up.
-const RUN: usize = 8;
-/// Most keys the kernel attends to (their scores are kept in shared memory, 4 bytes each);
-/// [`CausalLm`](crate::model::CausalLm) sends longer attention through burn's operations.
-pub const MAX_KEYS: usize = 4096;
-
-/// Whether the kernel takes `keys` keys of heads of `head_dim` elements.
-pub fn supports(keys: usize, head_dim: usize) -> bool {
-    keys <= MAX_KEYS && head_dim <= UNITS
-}
+/// Planes per cube of the kernel; each takes every `PLANES`-th key.
+const PLANES: usize = 8;
+/// Most elements of a head one unit holds (heads of up to `MAX_PER_UNIT` × the plane size).
+const MAX_PER_UNIT: usize = 8;
+/// Keys whose keys and values a plane loads before it uses any of them.
+const KEY_RUN: usize = 4;
 
 /// Attention of one query position, routed to each backend.
 #[backend_extension(Cube, Flex, Fusion)]
@@ -56,22 +51,28 @@ pub trait DecodeAttentionOps: Backend {
 
 impl DecodeAttentionOps for burn::backend::Flex {
     fn decode_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, mask: FloatTensor<Self>) -> FloatTensor<Self> {
-        let dtype = q.dtype();
-        let [b, nh, _, hd] = dims4(&q.shape());
-        let [_, nkv, t, _] = dims4(&k.shape());
-        let acc = FloatDType::from(if dtype == DType::F64 { DType::F64 } else { DType::F32 });
-        let f = |t: FloatTensor<Self>| Self::float_cast(t, acc);
-        // The `rep` query heads of a kv head as rows: `[B, H_kv, rep, hd] · [B, H_kv, hd, T]`.
-        let grouped = Self::float_reshape(f(q), Shape::new([b, nkv, nh / nkv, hd]));
-        let scores = Self::float_matmul(grouped, Self::float_transpose(f(k)));
-        let scale = burn::tensor::Scalar::new(1.0 / (hd as f64).sqrt(), &DType::from(acc));
-        let scores = Self::float_add(Self::float_mul_scalar(scores, scale), Self::float_reshape(f(mask), Shape::new([b, 1, 1, t])));
-        let max = Self::float_max_dim(scores.clone(), 3);
-        let exp = Self::float_exp(Self::float_sub(scores, max));
-        let probs = Self::float_div(exp.clone(), Self::float_sum_dim(exp, 3));
-        let out = Self::float_matmul(probs, f(v));
-        Self::float_cast(Self::float_reshape(out, Shape::new([b, nh, 1, hd])), FloatDType::from(dtype))
+        composed::<Self>(q, k, v, mask)
     }
+}
+
+/// The attention composed of `B`'s operations in f32 (f64 for f64 inputs): the CPU's route, and
+/// the GPU's for heads the kernel does not take.
+fn composed<B: Backend>(q: FloatTensor<B>, k: FloatTensor<B>, v: FloatTensor<B>, mask: FloatTensor<B>) -> FloatTensor<B> {
+    let dtype = q.dtype();
+    let [b, nh, _, hd] = dims4(&q.shape());
+    let [_, nkv, t, _] = dims4(&k.shape());
+    let acc = FloatDType::from(if dtype == DType::F64 { DType::F64 } else { DType::F32 });
+    let f = |t: FloatTensor<B>| B::float_cast(t, acc);
+    // The `rep` query heads of a kv head as rows: `[B, H_kv, rep, hd] · [B, H_kv, hd, T]`.
+    let grouped = B::float_reshape(f(q), Shape::new([b, nkv, nh / nkv, hd]));
+    let scores = B::float_matmul(grouped, B::float_transpose(f(k)));
+    let scale = burn::tensor::Scalar::new(1.0 / (hd as f64).sqrt(), &DType::from(acc));
+    let scores = B::float_add(B::float_mul_scalar(scores, scale), B::float_reshape(f(mask), Shape::new([b, 1, 1, t])));
+    let max = B::float_max_dim(scores.clone(), 3);
+    let exp = B::float_exp(B::float_sub(scores, max));
+    let probs = B::float_div(exp.clone(), B::float_sum_dim(exp, 3));
+    let out = B::float_matmul(probs, f(v));
+    B::float_cast(B::float_reshape(out, Shape::new([b, nh, 1, hd])), FloatDType::from(dtype))
 }
 
 /// The four dimensions of `shape`.
@@ -81,21 +82,28 @@ fn dims4(shape: &Shape) -> [usize; 4] {
 
 impl DecodeAttentionOps for CubeBackend {
     fn decode_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, mask: FloatTensor<Self>) -> FloatTensor<Self> {
+        let hd = q.meta.shape()[3];
+        let plane = q.client.properties().hardware.plane_size_max.max(1) as usize;
+        let per_unit = hd / plane;
+        if !hd.is_multiple_of(plane) || !(1..=MAX_PER_UNIT).contains(&per_unit) || !per_unit.is_power_of_two() {
+            return composed::<Self>(q, k, v, mask);
+        }
         // The cache's views are read in place when their rows are contiguous.
         let rows_contiguous = |t: FloatTensor<Self>| if t.meta.strides()[3] == 1 { t } else { into_contiguous(t) };
         let (q, mask) = (into_contiguous(q), into_contiguous(mask));
         let (k, v) = (rows_contiguous(k), rows_contiguous(v));
-        let [b, nh, _, hd] = dims4(q.meta.shape());
-        let [_, nkv, keys, _] = dims4(k.meta.shape());
+        let [b, nh, _, _] = dims4(q.meta.shape());
+        let nkv = k.meta.shape()[1];
         let out = empty_device_dtype(q.client.clone(), q.device.clone(), q.meta.shape().clone(), q.dtype);
         let client = q.client.clone();
         let dtype = burn::backend::cubecl::dtype_to_storage_type(q.dtype);
         let address = [&q, &k, &v, &mask, &out].iter().fold(AddressType::U32, |a, t| a.max(t.required_address_type()));
         decode_attention_kernel::launch(
             &client,
-            CubeCount::new_1d((b * nh) as u32),
-            CubeDim::new_1d(UNITS as u32),
+            CubeCount::new_1d((b * nkv) as u32),
+            CubeDim::new_2d(plane as u32, PLANES as u32),
             address,
+            per_unit,
             q.into_tensor_arg(),
             k.into_tensor_arg(),
             v.into_tensor_arg(),
@@ -103,24 +111,18 @@ impl DecodeAttentionOps for CubeBackend {
             out.clone().into_tensor_arg(),
             (1.0 / (hd as f64).sqrt()) as f32,
             nh / nkv,
-            hd,
-            UNITS,
-            RUN,
-            shared_keys(keys),
+            PLANES,
+            plane,
+            KEY_RUN,
+            per_unit,
             dtype,
         );
         out
     }
 }
 
-/// The scores buffer of `keys` keys: a power of two of at least 256 (few kernel variants, and
-/// no more shared memory than the keys need).
-fn shared_keys(keys: usize) -> usize {
-    keys.next_power_of_two().max(256)
-}
-
-/// `softmax(q·kᵀ/√hd + mask)·v` for `q [B, H_q, 1, hd]`, `k` and `v` `[B, H_kv, T, hd]` (`T` and
-/// `hd` as [`supports`] says), `mask [B, 1, 1, T]` → `[B, H_q, 1, hd]` (see the module).
+/// `softmax(q·kᵀ/√hd + mask)·v` for `q [B, H_q, 1, hd]`, `k` and `v` `[B, H_kv, T, hd]`,
+/// `mask [B, 1, 1, T]` → `[B, H_q, 1, hd]` (see the module).
 ///
 /// All tensors must be without autodiff (the kernel has no backward pass) and of one dtype.
 pub fn decode_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Tensor<4>) -> Tensor<4> {
@@ -131,117 +133,148 @@ pub fn decode_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Tensor<4
 mod kernel {
     use cubecl::prelude::*;
 
-    /// Halves the live partial values `log2(units)` times, combining pairs with `max` when
-    /// `take_max`, with `+` otherwise; `partial[0]` then holds the result.
-    #[cube]
-    fn reduce(partial: &mut Shared<[f32]>, unit: usize, #[comptime] units: usize, #[comptime] take_max: bool) {
-        #[unroll]
-        for step in 1..units.trailing_zeros() as usize + 1 {
-            let stride = units >> step;
-            if unit < stride {
-                let a = partial[unit];
-                let b = partial[unit + stride];
-                let both = if take_max { select(a > b, a, b) } else { a + b };
-                partial[unit] = both;
-            }
-            sync_cube();
-        }
-    }
-
-    /// Cube `c` attends row `c / H_q`, query head `c % H_q`, over `k.shape(2)` keys.
-    // `(keys + run - 1) / run` is the form checked on the device (CubeCL expands it as is).
-    #[allow(clippy::too_many_arguments, clippy::manual_div_ceil)]
+    /// Cube `c` attends row `c / H_kv` with the `rep` query heads of kv head `c % H_kv` over
+    /// `k.shape(2)` keys: `q`, `k`, `v` and `out` are read as vectors of `N = per_unit` elements,
+    /// unit `lane` of each plane holding elements `N · lane..` of every head. Plane `p` of `planes`
+    /// takes the keys `p, p + planes, …`, `run` at a time (their loads issued together), and
+    /// keeps for each query head a running maximum, sum of exponentials and weighted sum of
+    /// values (the online softmax, in f32); the planes' partial results then meet in shared
+    /// memory.
+    #[allow(clippy::too_many_arguments)]
     #[cube(launch, address_type = "dynamic")]
-    pub(super) fn decode_attention_kernel<F: Float>(
-        q: &Tensor<F>,
-        k: &Tensor<F>,
-        v: &Tensor<F>,
+    pub(super) fn decode_attention_kernel<F: Float, N: Size>(
+        q: &Tensor<Vector<F, N>>,
+        k: &Tensor<Vector<F, N>>,
+        v: &Tensor<Vector<F, N>>,
         mask: &Tensor<F>,
-        out: &mut Tensor<F>,
+        out: &mut Tensor<Vector<F, N>>,
         scale: f32,
         #[comptime] rep: usize,
-        #[comptime] head_dim: usize,
-        #[comptime] units: usize,
+        #[comptime] planes: usize,
+        #[comptime] plane_size: usize,
         #[comptime] run: usize,
-        #[comptime] max_keys: usize,
+        #[comptime] per_unit: usize,
         #[define(F)] _dtype: ElemType,
     ) {
-        let heads = q.shape(1);
+        let head_dim = comptime!(per_unit * plane_size);
+        let kv_heads = k.shape(1);
         let keys = k.shape(2);
         let cube = CUBE_POS_X as usize;
-        let row = cube / heads;
-        let head = cube % heads;
-        let unit = UNIT_POS as usize;
-        let mut query = Shared::<[f32]>::new_slice(head_dim);
-        let q_base = cube * head_dim;
-        for d in range_stepped(unit, head_dim, units) {
-            query[d] = f32::cast_from(q[q_base + d]) * scale;
-        }
-        sync_cube();
-        let mut scores = Shared::<[f32]>::new_slice(max_keys);
-        let kv_head = head / rep;
-        let k_base = row * k.stride(0) + kv_head * k.stride(1);
-        let k_step = k.stride(2);
-        let m_base = row * keys;
-        let mut local_max = f32::new(-3.0e38);
-        for t in range_stepped(unit, keys, units) {
-            let at = k_base + t * k_step;
-            let mut dot = 0.0f32;
+        let row = cube / kv_heads;
+        let kv_head = cube % kv_heads;
+        let lane = UNIT_POS_X as usize;
+        let plane = UNIT_POS_Y as usize;
+        // Element e of this unit's part of query head j is `query[j * per_unit + e]`, scaled.
+        let mut query = Array::<f32>::new(comptime!(rep * per_unit));
+        let q_base = (row * q.shape(1) + kv_head * rep) * plane_size + lane;
+        #[unroll]
+        for j in 0..rep {
+            let part = q[q_base + j * plane_size];
             #[unroll]
-            for d in 0..head_dim {
-                dot += query[d] * f32::cast_from(k[at + d]);
+            for e in 0..per_unit {
+                query[j * per_unit + e] = f32::cast_from(part.extract(e)) * scale;
             }
-            let s = dot + f32::cast_from(mask[m_base + t]);
-            scores[t] = s;
-            local_max = select(s > local_max, s, local_max);
         }
-        let mut partial = Shared::<[f32]>::new_slice(units);
-        partial[unit] = local_max;
-        sync_cube();
-        reduce(&mut partial, unit, units, true);
-        let max = partial[0];
-        sync_cube();
-        let mut local_sum = 0.0f32;
-        for t in range_stepped(unit, keys, units) {
-            let e = f32::exp(scores[t] - max);
-            scores[t] = e;
-            local_sum += e;
+        let mut best = Array::<f32>::new(rep);
+        let mut total = Array::<f32>::new(rep);
+        let mut acc = Array::<f32>::new(comptime!(rep * per_unit));
+        #[unroll]
+        for j in 0..rep {
+            best[j] = f32::new(-3.0e38);
+            total[j] = f32::new(0.0);
+            #[unroll]
+            for e in 0..per_unit {
+                acc[j * per_unit + e] = f32::new(0.0);
+            }
         }
-        sync_cube();
-        partial[unit] = local_sum;
-        sync_cube();
-        reduce(&mut partial, unit, units, false);
-        let total = partial[0];
-        sync_cube();
-        // Group g of hd units sums element d over the runs of keys g, g + groups, …; a run's
-        // keys past the last read the last key's value with weight 0.
-        let groups = units / head_dim;
-        let group = unit / head_dim;
-        let d = unit % head_dim;
-        let v_base = row * v.stride(0) + kv_head * v.stride(1) + d;
-        let v_step = v.stride(2);
-        let mut sum = 0.0f32;
-        if group < groups {
-            for r in range_stepped(group, (keys + run - 1) / run, groups) {
+        // Strides in vectors (the rows of a head are contiguous).
+        let k_base = (row * k.stride(0) + kv_head * k.stride(1)) / per_unit + lane;
+        let v_base = (row * v.stride(0) + kv_head * v.stride(1)) / per_unit + lane;
+        let (k_step, v_step) = (k.stride(2) / per_unit, v.stride(2) / per_unit);
+        let mut key_parts = Array::<Vector<F, N>>::new(run);
+        let mut value_parts = Array::<Vector<F, N>>::new(run);
+        let mut masks = Array::<f32>::new(run);
+        for first in range_stepped(plane * run, keys, planes * run) {
+            // A run's keys past the last read the last key with a score of −∞.
+            #[unroll]
+            for i in 0..run {
+                let t = first + i;
+                let key = select(t < keys, t, keys - 1);
+                key_parts[i] = k[k_base + key * k_step];
+                value_parts[i] = v[v_base + key * v_step];
+                masks[i] = select(t < keys, f32::cast_from(mask[row * keys + key]), f32::new(f32::NEG_INFINITY));
+            }
+            #[unroll]
+            for i in 0..run {
+                let key_part = key_parts[i];
+                let value_part = value_parts[i];
                 #[unroll]
-                for j in 0..run {
-                    let t = r * run + j;
-                    let inside = t < keys;
-                    let key = select(inside, t, keys - 1);
-                    let p = select(inside, scores[key], 0.0f32);
-                    sum += p * f32::cast_from(v[v_base + key * v_step]);
+                for j in 0..rep {
+                    let mut dot = 0.0f32;
+                    #[unroll]
+                    for e in 0..per_unit {
+                        dot += query[j * per_unit + e] * f32::cast_from(key_part.extract(e));
+                    }
+                    let score = plane_sum(dot) + masks[i];
+                    let new_best = select(score > best[j], score, best[j]);
+                    let shrink = f32::exp(best[j] - new_best);
+                    let p = f32::exp(score - new_best);
+                    total[j] = total[j] * shrink + p;
+                    #[unroll]
+                    for e in 0..per_unit {
+                        acc[j * per_unit + e] = acc[j * per_unit + e] * shrink + p * f32::cast_from(value_part.extract(e));
+                    }
+                    best[j] = new_best;
                 }
             }
         }
-        partial[unit] = sum;
-        sync_cube();
-        if unit < head_dim {
-            let mut value = 0.0f32;
-            #[unroll]
-            for g in 0..groups {
-                value += partial[g * head_dim + unit];
+        // Plane p's results in shared memory: maxima and sums at `p * rep + j`, weighted sums at
+        // `(p * rep + j) * head_dim + d`.
+        let mut maxima = Shared::<[f32]>::new_slice(comptime!(planes * rep));
+        let mut sums = Shared::<[f32]>::new_slice(comptime!(planes * rep));
+        let mut weighted = Shared::<[f32]>::new_slice(comptime!(planes * rep * head_dim));
+        #[unroll]
+        for j in 0..rep {
+            if lane == 0 {
+                maxima[plane * rep + j] = best[j];
+                sums[plane * rep + j] = total[j];
             }
-            out[q_base + unit] = F::cast_from(value / total);
+            #[unroll]
+            for e in 0..per_unit {
+                weighted[(plane * rep + j) * head_dim + lane * per_unit + e] = acc[j * per_unit + e];
+            }
+        }
+        sync_cube();
+        // The units write the `rep` heads' outputs, one vector each.
+        for unit in range_stepped(UNIT_POS as usize, comptime!(rep * plane_size), comptime!(planes * plane_size)) {
+            let j = unit / plane_size;
+            let part_lane = unit % plane_size;
+            let mut overall = f32::new(-3.0e38);
+            #[unroll]
+            for p in 0..planes {
+                overall = select(maxima[p * rep + j] > overall, maxima[p * rep + j], overall);
+            }
+            let mut norm = 0.0f32;
+            let mut result = Vector::<F, N>::new(F::from_int(0));
+            let mut values = Array::<f32>::new(per_unit);
+            #[unroll]
+            for e in 0..per_unit {
+                values[e] = f32::new(0.0);
+            }
+            #[unroll]
+            for p in 0..planes {
+                let weight = f32::exp(maxima[p * rep + j] - overall);
+                norm += sums[p * rep + j] * weight;
+                #[unroll]
+                for e in 0..per_unit {
+                    values[e] += weighted[(p * rep + j) * head_dim + part_lane * per_unit + e] * weight;
+                }
+            }
+            #[unroll]
+            for e in 0..per_unit {
+                result.insert(e, F::cast_from(values[e] / norm));
+            }
+            out[(row * q.shape(1) + kv_head * rep + j) * plane_size + part_lane] = result;
         }
     }
 }

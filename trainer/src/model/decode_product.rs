@@ -8,18 +8,14 @@
 //! (docs/performance.md). An earlier version of this kernel without tensor cores was bound by
 //! instructions instead: at 64 rows a product does 64 multiply-adds per weight element read.
 //!
-//! Here every cube owns one strip of [`TILE`] output columns and all `M` rows, and its planes
-//! (warps) split `K` between them: each plane multiplies `16 × 16` tiles of `x` and of the weight
-//! with cooperative-matrix instructions (tensor cores), accumulating in f32, and the planes' sums
-//! meet in shared memory, [`ROUND_TILES`] tiles at a time. Each plane takes two tiles of `K` per
-//! iteration and loads all their weight and `x` tiles before it multiplies any.
-//!
-//! On an H200 every form runs at 180–240 GB/s of weights (a fifth of what burn's product reaches
-//! for the `lm_head`), whatever the planes per cube, the loads in flight per plane, or the
-//! alignment of the loads (docs/performance.md): each plane takes 3–5 µs per tile of `K`, which
-//! points at the cooperative-matrix instructions themselves, not at memory. Finding out is the
-//! next step; the kernel still pays off by saving launches. So a product has `N / 16` cubes of up to [`PLANES`] planes, and
-//! every weight element is read once.
+//! Here every cube owns one strip of [`TILE`] output columns and `16 · row_tiles` rows (all `M`
+//! where they fit, see [`Layout`]), and its planes (warps) split `K` between them: each plane
+//! loads the `16 × 16` tiles of `x` and of the weight it needs next with 16-byte vector loads
+//! into registers while it multiplies the current ones, staged in its own part of shared memory,
+//! with cooperative-matrix instructions (tensor cores), accumulating in f32; the planes' sums then
+//! meet in shared memory. The first version of this kernel loaded its tiles with
+//! cooperative-matrix loads straight from global memory: on an H200 each plane took 3–5 µs per
+//! tile of `K`, whatever the planes per cube or the loads in flight (docs/performance.md).
 //!
 //! Two forms share the kernel:
 //! - [`decode_product`]: `x · wᵀ`, with an optional bias `[N]` and an optional residual `[M, N]`
@@ -53,9 +49,11 @@ use kernel::decode_product_kernel;
 pub const TILE: usize = 16;
 /// Most planes per cube (each takes every `PLANES`-th tile of `K`); a power of two.
 pub const PLANES: usize = 16;
-/// Accumulator tiles of 64 rows' planes summed per round in shared memory (`8 × 4` KiB of f32):
-/// 8 planes' sums of a plain product, 4 planes' of a gated one.
-pub const ROUND_TILES: usize = 8;
+/// Shared memory one cube may use: its planes' staged tiles and their sums (Vulkan guarantees
+/// 16 KiB; NVIDIA's GPUs give 48 KiB).
+const SHARED_BYTES: usize = 40 * 1024;
+/// Bytes of one vector load from global memory (8 elements of 2 bytes).
+const VECTOR_BYTES: usize = 16;
 /// Most rows [`CausalLm`](crate::model::CausalLm) sends through this kernel (a decode step's
 /// batch); larger products go to burn's `linear`.
 pub const MAX_ROWS: usize = 64;
@@ -169,13 +167,6 @@ fn tiles_evenly(m: usize, k: usize, n: usize) -> bool {
     m > 0 && m <= MAX_ROWS && [m, k, n].iter().all(|d| d.is_multiple_of(TILE))
 }
 
-/// Planes per cube for `K`: the largest power of two at most [`PLANES`] that leaves each plane
-/// at least 4 tiles of `K`, and at least one plane.
-fn planes_for(k: usize) -> usize {
-    let most = (k / TILE / 4).clamp(1, PLANES);
-    1 << most.ilog2()
-}
-
 /// Whether `x · wᵀ` and its epilogue can run on the kernel: even tiles, one dtype of every
 /// operand, and the device's cooperative matrices of that dtype with f32 accumulation.
 fn runs_on_tensor_cores(x: &CubeTensor, w: &CubeTensor, epilogue: &Epilogue<CubeBackend>) -> bool {
@@ -201,36 +192,86 @@ fn launch(x: CubeTensor, w: CubeTensor, epilogue: Epilogue<CubeBackend>) -> Cube
     let out = empty_device_dtype(x.client.clone(), x.device.clone(), Shape::new([m, n]), x.dtype);
     let client = x.client.clone();
     let plane = client.properties().hardware.plane_size_max.max(1) as usize;
-    let planes = planes_for(k);
     let Epilogue { up, bias, residual } = epilogue;
     let (gated, has_bias, has_residual) = (up.is_some(), bias.is_some(), residual.is_some());
-    let round_planes = planes.min(ROUND_TILES / if gated { 2 } else { 1 });
+    let layout = Layout::choose(m / TILE, k / TILE, gated, x.dtype.size());
     // An absent operand is given as `x` in its place (read by no instruction: the comptime flags
     // remove the reads).
     let [up, bias, residual] = [up, bias, residual].map(|t| t.map_or_else(|| x.clone(), into_contiguous));
     let address = [&w, &up, &bias, &residual, &out].iter().fold(AddressType::U32.max(x.required_address_type()), |a, t| a.max(t.required_address_type()));
     let dtype = burn::backend::cubecl::dtype_to_storage_type(x.dtype);
+    let vector = VECTOR_BYTES / x.dtype.size();
     decode_product_kernel::launch(
         &client,
-        CubeCount::new_1d((n / TILE) as u32),
-        CubeDim::new_2d(plane as u32, planes as u32),
+        CubeCount::new_2d((n / TILE) as u32, (m / TILE / layout.row_tiles) as u32),
+        CubeDim::new_2d(plane as u32, layout.planes as u32),
         address,
+        vector,
         x.into_tensor_arg(),
         w.into_tensor_arg(),
         up.into_tensor_arg(),
         bias.into_tensor_arg(),
         residual.into_tensor_arg(),
         out.clone().into_tensor_arg(),
-        m / TILE,
-        planes,
-        round_planes,
+        layout.row_tiles,
+        layout.planes,
+        layout.round_planes,
         plane,
         gated,
         has_bias,
         has_residual,
+        vector,
         dtype,
     );
     out
+}
+
+/// How one product is split between cubes and planes: each cube computes `16 · row_tiles` rows
+/// of one strip of [`TILE`] columns, its `planes` planes each take every `planes`-th tile of `K`,
+/// and their sums meet in shared memory `round_planes` planes at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    row_tiles: usize,
+    planes: usize,
+    round_planes: usize,
+}
+
+impl Layout {
+    /// The layout for `m_tiles`, `k_tiles` tiles of rows and of `K`: the most planes (up to
+    /// [`PLANES`], at least 4 tiles of `K` each) whose staging and sums fit in
+    /// [`SHARED_BYTES`], with all rows in one cube where they fit and half as many otherwise.
+    fn choose(m_tiles: usize, k_tiles: usize, gated: bool, elem: usize) -> Self {
+        let most = (k_tiles / 4).clamp(1, PLANES);
+        let mut planes = 1 << most.ilog2();
+        let mut row_tiles = m_tiles;
+        loop {
+            if let Some(layout) = Self::fitting(row_tiles, planes, gated, elem) {
+                return layout;
+            }
+            if row_tiles > 1 && row_tiles % 2 == 0 {
+                row_tiles /= 2;
+            } else {
+                planes /= 2;
+            }
+        }
+    }
+
+    /// `row_tiles` and `planes` with the most planes per round that fit in shared memory, for
+    /// elements of `elem` bytes.
+    fn fitting(row_tiles: usize, planes: usize, gated: bool, elem: usize) -> Option<Self> {
+        let parts = if gated { 2 } else { 1 };
+        let tile_bytes = TILE * TILE * elem;
+        let staging = planes * (row_tiles + parts) * tile_bytes;
+        let values = parts * row_tiles * TILE * TILE * 4;
+        let mut round_planes = planes;
+        while round_planes >= 1 {
+            if staging + (round_planes + 1) * values <= SHARED_BYTES {
+                return Some(Self { row_tiles, planes, round_planes });
+            }
+            round_planes /= 2;
+        }
+        None
+    }
 }
 
 /// The kernel, apart from burn's `Tensor` (CubeCL has its own).
@@ -239,78 +280,60 @@ mod kernel {
 
     use super::TILE;
 
-    /// Loads tile `t` of `K` when there is one: the weights' tiles `(16t.., col0..)` as
-    /// column-major `[K, N]` blocks (column `j` is row `col0 + j` of `w`, and of `up` when
-    /// `gated`) and the `row_tiles` tiles of `x` at `(.., 16t..)`.
+    /// Loads tile `t` of `K` of the `count` vectors of rows `first..` of `src` (`[R, K]` as
+    /// vectors of `N = vector` elements) into this unit's `regs`: vector `i = j · plane_size + lane` of the tile
+    /// (row-major, `16 / N` vectors per row) goes to `regs[j]`.
     #[cube]
-    #[allow(clippy::too_many_arguments)]
-    fn load_tiles<F: Float>(
-        x: &Tensor<F>,
-        w: &Tensor<F>,
-        up: &Tensor<F>,
+    fn fetch<F: Float, N: Size>(
+        src: &Tensor<Vector<F, N>>,
+        regs: &mut Array<Vector<F, N>>,
+        first: usize,
         t: usize,
-        col0: usize,
-        weight: &mut cmma::Matrix<F>,
-        up_weight: &mut cmma::Matrix<F>,
-        rows: &mut Sequence<cmma::Matrix<F>>,
-        #[comptime] row_tiles: usize,
-        #[comptime] gated: bool,
+        #[comptime] count: usize,
+        #[comptime] plane_size: usize,
+        #[comptime] vector: usize,
     ) {
-        let k = x.shape(1);
-        if t < k / TILE {
-            let span = (TILE - 1) * k + TILE;
-            let start = col0 * k + t * TILE;
-            cmma::load(weight, w.slice(start, start + span), k as u32);
-            if gated {
-                cmma::load(up_weight, up.slice(start, start + span), k as u32);
-            }
-            #[unroll]
-            for r in 0..row_tiles {
-                let start = r * TILE * k + t * TILE;
-                cmma::load(rows.index_mut(r), x.slice(start, start + span), k as u32);
+        let per_row = comptime!(TILE / vector);
+        let row_vectors = src.shape(1) / vector;
+        let lane = UNIT_POS_X as usize;
+        #[unroll]
+        for j in 0..comptime!(count.div_ceil(plane_size)) {
+            let i = j * plane_size + lane;
+            if i < count {
+                regs[j] = src[(first + i / per_row) * row_vectors + t * per_row + i % per_row];
             }
         }
     }
 
-    /// Adds the products of the tiles [`load_tiles`] loaded to the sums, when `loaded`.
+    /// Stores what [`fetch`] loaded into `stage[offset..offset + count]`.
     #[cube]
-    #[allow(clippy::too_many_arguments)]
-    fn multiply_tiles<F: Float>(
-        loaded: bool,
-        weight: &cmma::Matrix<F>,
-        up_weight: &cmma::Matrix<F>,
-        rows: &Sequence<cmma::Matrix<F>>,
-        sums: &Sequence<cmma::Matrix<f32>>,
-        up_sums: &Sequence<cmma::Matrix<f32>>,
-        #[comptime] row_tiles: usize,
-        #[comptime] gated: bool,
-    ) {
-        if loaded {
-            #[unroll]
-            for r in 0..row_tiles {
-                let sum = sums.index(r);
-                cmma::execute::<F, F, f32, f32, cmma::Plane>(rows.index(r), weight, sum, sum);
-                if gated {
-                    let up_sum = up_sums.index(r);
-                    cmma::execute::<F, F, f32, f32, cmma::Plane>(rows.index(r), up_weight, up_sum, up_sum);
-                }
+    fn stash<F: Float, N: Size>(regs: &Array<Vector<F, N>>, stage: &mut Shared<[Vector<F, N>]>, offset: usize, #[comptime] count: usize, #[comptime] plane_size: usize) {
+        let lane = UNIT_POS_X as usize;
+        #[unroll]
+        for j in 0..comptime!(count.div_ceil(plane_size)) {
+            let i = j * plane_size + lane;
+            if i < count {
+                stage[offset + i] = regs[j];
             }
         }
     }
 
-    /// Cube `c` computes columns `16c..16c+16` of `out [M, N]` for all `M = 16 · row_tiles` rows
-    /// from `x [M, K]` and `w [N, K]` (all contiguous, `K` and `N` multiples of 16): plane `p` of
-    /// `planes` (each of `plane_size` units) multiplies the tiles `p, p + planes, …` of `K`, and
-    /// the planes' f32 sums are added in shared memory, `round_planes` planes at a time. With
+    /// Cube `(c, g)` computes columns `16c..16c+16` of `out [M, N]` for the `16 · row_tiles`
+    /// rows of row group `g`, from `x [M, K]` and `w [N, K]` (contiguous, read as vectors of `N = vector`
+    /// elements; `K` and `N` multiples of 16). Plane `p` of `planes` (each of `plane_size`
+    /// units) takes the tiles `p, p + planes, …` of `K`: it loads the next tile's `x` rows and
+    /// weight strip into registers with vector loads while it multiplies the current one, staged
+    /// in its own part of shared memory, with cooperative-matrix instructions into f32 sums.
+    /// The planes' sums are added in shared memory, `round_planes` planes at a time. With
     /// `gated`, the cube also multiplies `x` by the same strip of `up [N, K]` and writes
     /// `silu(x·wᵀ) ⊙ (x·upᵀ)`; with `has_bias` and `has_residual`, it adds `bias [N]` and
     /// `residual [M, N]` before the rounding (a gated product has neither).
     #[cube(launch, address_type = "dynamic")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn decode_product_kernel<F: Float>(
-        x: &Tensor<F>,
-        w: &Tensor<F>,
-        up: &Tensor<F>,
+    pub(super) fn decode_product_kernel<F: Float, N: Size>(
+        x: &Tensor<Vector<F, N>>,
+        w: &Tensor<Vector<F, N>>,
+        up: &Tensor<Vector<F, N>>,
         bias: &Tensor<F>,
         residual: &Tensor<F>,
         out: &mut Tensor<F>,
@@ -321,37 +344,75 @@ mod kernel {
         #[comptime] gated: bool,
         #[comptime] has_bias: bool,
         #[comptime] has_residual: bool,
+        #[comptime] vector: usize,
         #[define(F)] _dtype: ElemType,
     ) {
+        let tile_vectors = comptime!(TILE * TILE / vector);
+        let x_vectors = comptime!(row_tiles * tile_vectors);
+        let stage_len = comptime!(x_vectors + if gated { 2 * tile_vectors } else { tile_vectors });
         let n = out.shape(1);
+        let tiles = x.shape(1) / TILE;
         let col0 = CUBE_POS_X as usize * TILE;
+        let row0 = CUBE_POS_Y as usize * row_tiles * TILE;
         let plane = UNIT_POS_Y as usize;
-        // Accumulators of `x · wᵀ` and (gated) of `x · upᵀ` for each row tile; `up_sums` and the
-        // `up_*` tiles stay unused without `gated`.
+        // This plane's staged tiles: x's rows, then the weight's strip, then up's.
+        let mut stage = Shared::<[Vector<F, N>]>::new_slice(planes * stage_len);
+        let base = plane * stage_len;
+        let (w_at, up_at) = (base + x_vectors, base + x_vectors + tile_vectors);
+        let mut x_regs = Array::<Vector<F, N>>::new(comptime!(x_vectors.div_ceil(plane_size)));
+        let mut w_regs = Array::<Vector<F, N>>::new(comptime!(tile_vectors.div_ceil(plane_size)));
+        let mut up_regs = Array::<Vector<F, N>>::new(comptime!(tile_vectors.div_ceil(plane_size)));
+        // Accumulators of `x · wᵀ` and (gated) of `x · upᵀ` for each row tile; `up_sums` and
+        // `up_weight` stay unused without `gated`.
         let mut sums = Sequence::<cmma::Matrix<f32>>::new();
         let mut up_sums = Sequence::<cmma::Matrix<f32>>::new();
-        // The tiles of x of the two tiles of `K` a plane takes per iteration.
-        let mut rows_first = Sequence::<cmma::Matrix<F>>::new();
-        let mut rows_second = Sequence::<cmma::Matrix<F>>::new();
         #[unroll]
         for _ in 0..row_tiles {
             sums.push(cmma::Matrix::<f32>::from_value(cmma::MatrixIdent::Accumulator, TILE, TILE, TILE, cmma::MatrixLayout::Undefined, 0.0));
             up_sums.push(cmma::Matrix::<f32>::from_value(cmma::MatrixIdent::Accumulator, TILE, TILE, TILE, cmma::MatrixLayout::Undefined, 0.0));
-            rows_first.push(cmma::Matrix::<F>::from_value(cmma::MatrixIdent::A, TILE, TILE, TILE, cmma::MatrixLayout::RowMajor, F::from_int(0)));
-            rows_second.push(cmma::Matrix::<F>::from_value(cmma::MatrixIdent::A, TILE, TILE, TILE, cmma::MatrixLayout::RowMajor, F::from_int(0)));
         }
-        let mut w_first = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::B, TILE, TILE, TILE, cmma::MatrixLayout::ColMajor, F::from_int(0));
-        let mut w_second = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::B, TILE, TILE, TILE, cmma::MatrixLayout::ColMajor, F::from_int(0));
-        let mut up_first = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::B, TILE, TILE, TILE, cmma::MatrixLayout::ColMajor, F::from_int(0));
-        let mut up_second = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::B, TILE, TILE, TILE, cmma::MatrixLayout::ColMajor, F::from_int(0));
-        let tiles = x.shape(1) / TILE;
-        // Every load of both tiles is issued before the first product.
-        for first in range_stepped(plane, tiles, 2 * planes) {
-            let second = first + planes;
-            load_tiles(x, w, up, first, col0, &mut w_first, &mut up_first, &mut rows_first, row_tiles, gated);
-            load_tiles(x, w, up, second, col0, &mut w_second, &mut up_second, &mut rows_second, row_tiles, gated);
-            multiply_tiles(first < tiles, &w_first, &up_first, &rows_first, &sums, &up_sums, row_tiles, gated);
-            multiply_tiles(second < tiles, &w_second, &up_second, &rows_second, &sums, &up_sums, row_tiles, gated);
+        let mut rows = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::A, TILE, TILE, TILE, cmma::MatrixLayout::RowMajor, F::from_int(0));
+        let mut weight = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::B, TILE, TILE, TILE, cmma::MatrixLayout::ColMajor, F::from_int(0));
+        let mut up_weight = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::B, TILE, TILE, TILE, cmma::MatrixLayout::ColMajor, F::from_int(0));
+        if plane < tiles {
+            fetch(x, &mut x_regs, row0, plane, x_vectors, plane_size, vector);
+            fetch(w, &mut w_regs, col0, plane, tile_vectors, plane_size, vector);
+            if gated {
+                fetch(up, &mut up_regs, col0, plane, tile_vectors, plane_size, vector);
+            }
+        }
+        for t in range_stepped(plane, tiles, planes) {
+            stash(&x_regs, &mut stage, base, x_vectors, plane_size);
+            stash(&w_regs, &mut stage, w_at, tile_vectors, plane_size);
+            if gated {
+                stash(&up_regs, &mut stage, up_at, tile_vectors, plane_size);
+            }
+            sync_plane();
+            // The next tile's loads are in flight while this one is multiplied.
+            let next = t + planes;
+            if next < tiles {
+                fetch(x, &mut x_regs, row0, next, x_vectors, plane_size, vector);
+                fetch(w, &mut w_regs, col0, next, tile_vectors, plane_size, vector);
+                if gated {
+                    fetch(up, &mut up_regs, col0, next, tile_vectors, plane_size, vector);
+                }
+            }
+            cmma::load(&mut weight, stage.slice(w_at, w_at + tile_vectors), TILE as u32);
+            if gated {
+                cmma::load(&mut up_weight, stage.slice(up_at, up_at + tile_vectors), TILE as u32);
+            }
+            #[unroll]
+            for r in 0..row_tiles {
+                let start = base + r * tile_vectors;
+                cmma::load(&mut rows, stage.slice(start, start + tile_vectors), TILE as u32);
+                let sum = sums.index(r);
+                cmma::execute::<F, F, f32, f32, cmma::Plane>(&rows, &weight, sum, sum);
+                if gated {
+                    let up_sum = up_sums.index(r);
+                    cmma::execute::<F, F, f32, f32, cmma::Plane>(&rows, &up_weight, up_sum, up_sum);
+                }
+            }
+            sync_plane();
         }
         // The planes' sums: `values` per plane, element `i` = (part, row, column in the strip)
         // with part 0 for `w` and 1 for `up`, summed into `total` by `round_planes` planes at a
@@ -390,8 +451,8 @@ mod kernel {
             sync_cube();
         }
         for i in range_stepped(UNIT_POS as usize, block, threads) {
-            // i = (row tile, row in tile, column in tile) = (row, column in tile)
-            let row = i / TILE;
+            // i = (row tile, row in tile, column in tile) = (row in the group, column in tile)
+            let row = row0 + i / TILE;
             let col = col0 + i % TILE;
             let mut value = total[i];
             if has_bias {
@@ -423,8 +484,28 @@ mod tests {
     }
 
     #[test]
-    fn planes_are_a_power_of_two_with_at_least_four_tiles_of_k_each_and_at_most_sixteen() {
-        assert_eq!([planes_for(16), planes_for(128), planes_for(256), planes_for(384), planes_for(1536), planes_for(8960)], [1, 2, 4, 4, 16, 16]);
+    fn layouts_take_the_most_planes_that_fit_in_shared_memory_and_split_rows_evenly() {
+        let layout = |row_tiles, planes, round_planes| Layout { row_tiles, planes, round_planes };
+        // The 1.5B shape's maps at 64 rows: 16 planes leave room for 32 rows per cube.
+        assert_eq!(Layout::choose(4, 96, false, 2), layout(2, 16, 4));
+        assert_eq!(Layout::choose(4, 96, true, 2), layout(2, 16, 1));
+        assert_eq!(Layout::choose(4, 560, false, 2), layout(2, 16, 4));
+        // Few tiles of `K`: at least four per plane; an odd count of row tiles stays whole.
+        assert_eq!(Layout::choose(3, 20, false, 2), layout(3, 4, 4));
+        assert_eq!(Layout::choose(1, 1, true, 2), layout(1, 1, 1));
+        for m_tiles in 1..=MAX_ROWS / TILE {
+            for k_tiles in [1, 3, 4, 17, 64, 96, 560, 1000] {
+                for gated in [false, true] {
+                    let Layout { row_tiles, planes, round_planes } = Layout::choose(m_tiles, k_tiles, gated, 2);
+                    assert!(m_tiles.is_multiple_of(row_tiles) && planes.is_power_of_two() && planes <= PLANES, "{m_tiles} {k_tiles} {gated}");
+                    assert!(planes.is_multiple_of(round_planes) && planes <= k_tiles.max(1), "{m_tiles} {k_tiles} {gated}");
+                    // Staged tiles (2-byte elements) and f32 sums.
+                    let parts = if gated { 2 } else { 1 };
+                    let bytes = planes * (row_tiles + parts) * 512 + (round_planes + 1) * parts * row_tiles * 1024;
+                    assert!(bytes <= SHARED_BYTES, "{m_tiles} {k_tiles} {gated}: {bytes} bytes");
+                }
+            }
+        }
     }
 
     /// `[rows, cols]` of distinct small values, deterministic in `salt`.

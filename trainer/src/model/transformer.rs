@@ -204,7 +204,7 @@ enum Projections {
 /// Per-layer key/value cache `[B, H_kv, capacity, head_dim]`, filled from position 0. Attention
 /// reads the filled positions rounded up to the model's [`CausalLm::length_multiple`] (the
 /// positions past the filled ones are masked), so that consecutive decode steps share shapes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KvCache {
     layers: Vec<(Tensor<4>, Tensor<4>)>,
     len: usize,
@@ -442,9 +442,8 @@ pub struct CausalLm {
     /// on GPU backends, unset on the CPU.
     pub rotary_kernel: bool,
     /// When set, the attention of passes of one query position without autodiff (decode steps)
-    /// where [`attention_kernel::supports`] the keys and heads runs as the trainer's own kernel
-    /// ([`attention_kernel`]: one launch per layer instead of six to eight) instead of burn's
-    /// operations. Default: set on GPU backends, unset on the CPU.
+    /// runs as the trainer's own kernel ([`attention_kernel`]: one launch per layer instead of
+    /// six to eight) instead of burn's operations. Default: set on GPU backends, unset on the CPU.
     pub decode_attention: bool,
     embed_tokens: Tensor<2>,
     layers: Vec<DecoderLayer>,
@@ -966,7 +965,7 @@ impl CausalLm {
             }
         };
         let [b, _, s, _] = q.dims();
-        let one_query = self.decode_attention && s == 1 && !q.is_autodiff() && attention_kernel::supports(k.dims()[2], hd);
+        let one_query = self.decode_attention && s == 1 && !q.is_autodiff();
         let out = if one_query {
             let mask = pass.kernel_mask.get_or_init(|| pass.mask.clone().cast(self.dtype));
             // `[B, H_q, 1, hd]` is laid out as `[B, 1, H_q·hd]`: no swap needed.

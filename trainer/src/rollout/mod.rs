@@ -4,16 +4,21 @@
 //! are still generating, the batch is halved (the live rows' KV cache kept, finished rows filling
 //! up the rest), so a long tail of one or two rows does not cost a full batch per step; halving
 //! keeps the number of distinct batch shapes, each of which costs a GPU process host-side
-//! planning, to a handful.
+//! planning, to a handful. Each step's sampled ids stay on the device as the next step's input,
+//! and the next step is queued before their read-back is waited for, so the host's work for one
+//! step overlaps the device's for the previous one.
 
 pub mod sampling;
 
 use indicatif::ProgressBar;
 
 use crate::error::{Error, Result};
+use burn::tensor::{Int, Tensor, TensorData};
+
 use crate::model::{BatchLayout, CausalLm, token_tensor};
 use crate::steering::Steering;
 use crate::steering::intervention::Intervention;
+use sampling::PendingSample;
 pub use sampling::SamplingParams;
 
 /// What to generate.
@@ -54,8 +59,8 @@ pub struct Completion {
     pub stopped: bool,
 }
 
-/// Wall-clock time spent in each phase of a generation (host-measured; every step ends with the
-/// read-back of the sampled ids, so the device work is included).
+/// Wall-clock time spent in each phase of a generation (host-measured, between the read-backs
+/// of consecutive steps' sampled ids, so the device work is included).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct GenerationStats {
     /// Seconds in prefill forward passes (including sampling the first token).
@@ -171,52 +176,83 @@ fn generate_chunk(
     let mut slots: Vec<usize> = (0..b).collect();
     let mut input = token_tensor(&tokens, [b, width], device);
     let mut step_width = width;
-    while active.iter().any(|&a| a) {
-        let step_start = std::time::Instant::now();
-        let rows_now = slots.len();
-        let out = model.forward(input, &layout, Some(&mut cache), steering, interventions)?;
-        let [_, _, h] = out.hidden.dims();
-        let last = out.hidden.narrow(1, step_width - 1, 1).reshape([rows_now, 1, h]);
-        let logits = model.logits(last).reshape([rows_now, model.config.vocab_size]);
-        let uniforms: Vec<f32> = slots.iter().map(|&c| sampling::next_uniform(&mut streams[c])).collect();
-        let (ids, lps) = sampling::sample(logits, &request.sampling, &uniforms, device)?;
-        let mut generated = 0;
-        for (r, &c) in slots.iter().enumerate() {
-            if !active[c] {
-                continue;
-            }
-            let completion = &mut completions[c];
-            completion.tokens.push(ids[r]);
-            completion.logprobs.push(lps[r]);
-            generated += 1;
-            if request.stop_token_ids.contains(&ids[r]) {
-                completion.stopped = true;
-                active[c] = false;
-            } else if completion.tokens.len() >= budgets[c] {
-                active[c] = false;
-            }
-        }
-        progress.inc(generated as u64);
-        stats.generated_tokens += generated;
-        let secs = step_start.elapsed().as_secs_f64();
-        if step_width == 1 {
-            stats.decode_secs += secs;
-            stats.decode_steps += 1;
-            stats.decoded_rows += rows_now;
+    // Step t is queued before the sampled ids of step t − 1 are read (its input is step t − 1's
+    // ids, on the device), so the host prepares each step while the device runs the previous
+    // one. A row that stopped at step t − 1 is still decoded at step t, and that token dropped.
+    let mut in_flight: Option<QueuedStep> = None;
+    let mut last_done = std::time::Instant::now();
+    loop {
+        // Whether a row may still need a token once the step in flight is read: a row stops
+        // early only at a stop token, so a final step is queued needlessly only after one.
+        let in_flight_tokens = usize::from(in_flight.is_some());
+        let wanted = (0..completions.len()).any(|c| active[c] && completions[c].tokens.len() + in_flight_tokens < budgets[c]);
+        let queued = if wanted {
+            let rows_now = slots.len();
+            let out = model.forward(input.clone(), &layout, Some(&mut cache), steering, interventions)?;
+            let [_, _, h] = out.hidden.dims();
+            let last = out.hidden.narrow(1, step_width - 1, 1).reshape([rows_now, 1, h]);
+            let logits = model.logits(last).reshape([rows_now, model.config.vocab_size]);
+            let uniforms: Vec<f32> = slots.iter().map(|&c| sampling::next_uniform(&mut streams[c])).collect();
+            let (ids, lps) = sampling::sample_on_device(logits, &request.sampling, &uniforms, device);
+            input = ids.clone();
+            Some(QueuedStep { sample: PendingSample::start(ids, lps), slots: slots.clone(), prefill: step_width > 1 })
         } else {
-            stats.prefill_secs += secs;
-        }
-        let mut next: Vec<u32> = slots.iter().zip(&ids).map(|(&c, &id)| if active[c] { id } else { request.pad_token_id }).collect();
-        if let Some(keep) = halved_rows(&slots, &active) {
-            cache.retain_rows(&keep, device);
-            layout = BatchLayout { pads: keep.iter().map(|&r| layout.pads[r]).collect() };
-            slots = keep.iter().map(|&r| slots[r]).collect();
-            next = keep.iter().map(|&r| next[r]).collect();
-        }
-        input = token_tensor(&next, [slots.len(), 1], device);
+            None
+        };
         step_width = 1;
+        if let Some(step) = in_flight.take() {
+            let (ids, lps) = step.sample.wait()?;
+            let mut generated = 0;
+            for (r, &c) in step.slots.iter().enumerate() {
+                if !active[c] {
+                    continue;
+                }
+                let completion = &mut completions[c];
+                completion.tokens.push(ids[r]);
+                completion.logprobs.push(lps[r]);
+                generated += 1;
+                if request.stop_token_ids.contains(&ids[r]) {
+                    completion.stopped = true;
+                    active[c] = false;
+                } else if completion.tokens.len() >= budgets[c] {
+                    active[c] = false;
+                }
+            }
+            progress.inc(generated as u64);
+            stats.generated_tokens += generated;
+            let secs = last_done.elapsed().as_secs_f64();
+            last_done = std::time::Instant::now();
+            if step.prefill {
+                stats.prefill_secs += secs;
+            } else {
+                stats.decode_secs += secs;
+                stats.decode_steps += 1;
+                stats.decoded_rows += step.slots.len();
+            }
+            // The queued step decodes the rows as they were; from the next one on, the batch
+            // may halve.
+            if let Some(keep) = halved_rows(&slots, &active) {
+                cache.retain_rows(&keep, device);
+                layout = BatchLayout { pads: keep.iter().map(|&r| layout.pads[r]).collect() };
+                let index: Vec<i64> = keep.iter().map(|&r| r as i64).collect();
+                input = input.select(0, Tensor::<1, Int>::from_data(TensorData::new(index, [keep.len()]), device));
+                slots = keep.iter().map(|&r| slots[r]).collect();
+            }
+        }
+        match queued {
+            Some(step) => in_flight = Some(step),
+            None => break,
+        }
     }
     Ok(Generation { completions, stats })
+}
+
+/// A decode step queued on the device: the read of its sampled ids, the completion each batch
+/// row decoded, and whether it was the prefill.
+struct QueuedStep {
+    sample: PendingSample,
+    slots: Vec<usize>,
+    prefill: bool,
 }
 
 /// The batch rows to keep when at most half of the rows in `slots` are still `active` (by

@@ -1,9 +1,15 @@
 //! Token sampling on the device: greedy, or temperature with optional top-k and top-p, by the
 //! inverse-CDF method with one uniform number per row drawn on the host from a seeded stream.
-//! Only the sampled ids and their log-probabilities are read back.
+//! Only the sampled ids and their log-probabilities are read back, and the read can be started
+//! without waiting for it ([`PendingSample`]), so that the next decode step is queued while the
+//! device finishes this one.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -66,6 +72,13 @@ impl SamplingParams {
 /// per row (ignored when greedy). Returns the ids and their log-probabilities under the
 /// temperature-scaled distribution (before top-k/top-p truncation; raw logits when greedy).
 pub fn sample(logits: Tensor<2>, params: &SamplingParams, uniforms: &[f32], device: &Device) -> Result<(Vec<u32>, Vec<f32>)> {
+    let (ids, logprobs) = sample_on_device(logits, params, uniforms, device);
+    PendingSample::start(ids, logprobs).wait()
+}
+
+/// [`sample`] without the read-back: the ids `[B, 1]` and their log-probabilities `[B, 1]` on
+/// the device.
+pub fn sample_on_device(logits: Tensor<2>, params: &SamplingParams, uniforms: &[f32], device: &Device) -> (Tensor<2, Int>, Tensor<2>) {
     let [b, v] = logits.dims();
     let (tokens, logprobs) = if params.is_greedy() {
         let logp = row_log_softmax(logits);
@@ -93,12 +106,48 @@ pub fn sample(logits: Tensor<2>, params: &SamplingParams, uniforms: &[f32], devi
         let lp = logp.gather(1, ids.clone());
         (ids, lp)
     };
-    // One read-back of both: ids are exact in f32 below 2^24.
-    let both = Tensor::cat(vec![tokens.float(), logprobs], 1);
-    let values = crate::device::host_f32(both, "sampled tokens")?;
-    let ids = values.chunks_exact(2).map(|p| p[0] as u32).collect();
-    let lps = values.chunks_exact(2).map(|p| p[1]).collect();
-    Ok((ids, lps))
+    (tokens, logprobs)
+}
+
+/// The read-back of sampled ids and log-probabilities, started on the device's stream: work
+/// queued after [`PendingSample::start`] does not delay it.
+pub struct PendingSample {
+    read: ReadState,
+}
+
+/// A started read, or its result when it was ready at once.
+enum ReadState {
+    Started(Pin<Box<dyn Future<Output = std::result::Result<TensorData, String>> + Send>>),
+    Done(std::result::Result<TensorData, String>),
+}
+
+impl PendingSample {
+    /// Starts reading `ids` and `logprobs` (both `[B, 1]`) in one transfer (ids are exact in f32
+    /// below 2^24): the first poll of the read queues the copy after the work it depends on.
+    pub fn start(ids: Tensor<2, Int>, logprobs: Tensor<2>) -> Self {
+        let both = Tensor::cat(vec![ids.float().cast(DType::F32), logprobs.cast(DType::F32)], 1);
+        let mut read = Box::pin(async move { both.into_data_async().await.map_err(|e| e.to_string()) });
+        let read = match read.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(result) => ReadState::Done(result),
+            Poll::Pending => ReadState::Started(read),
+        };
+        Self { read }
+    }
+
+    /// Waits for the read: the ids and log-probabilities of each row.
+    pub fn wait(self) -> Result<(Vec<u32>, Vec<f32>)> {
+        let data = match self.read {
+            ReadState::Started(read) => cubecl::future::block_on(read),
+            ReadState::Done(result) => result,
+        };
+        let values = data
+            .map_err(|e| Error::Backend(format!("reading sampled tokens: {e}")))?
+            .try_to_vec::<f32>()
+            .map_err(|e| Error::Backend(format!("reading sampled tokens: {e:?}")))?;
+        let ids = values.chunks_exact(2).map(|p| p[0] as u32).collect();
+        let lps = values.chunks_exact(2).map(|p| p[1]).collect();
+        Ok((ids, lps))
+    }
 }
 
 /// Columns per block of the row-wise operations below.
