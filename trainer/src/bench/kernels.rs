@@ -119,11 +119,13 @@ pub struct AttentionComparison {
     /// GPU's default) from those with none.
     pub decode_composed_relative_difference: f64,
     /// The same decode step (every kernel, from the same cache) captured once with burn's
-    /// `capture` and replayed, ms per replay: on wgpu a software graph, whose launches skip the
-    /// per-launch host work (pipeline lookup, bindings, bind groups). Each replay also copies
-    /// the cache layers it writes, since the captured step must leave its starting cache intact.
+    /// `capture` and replayed, ms per replay: where the backend records a graph (CubeCL's wgpu
+    /// runtime has software graphs), its launches skip the per-launch host work (pipeline
+    /// lookup, bindings, bind groups). Each replay also copies the cache layers it writes, since
+    /// the captured step must leave its starting cache intact.
     pub decode_graph_ms: f64,
-    /// Whether the backend recorded a graph (`false`: the replays re-ran the step).
+    /// Whether the backend recorded a graph (`false`: the replays re-ran the step, as on the
+    /// H200 through Vulkan with burn 0.22.1, docs/performance.md).
     pub decode_graph_recorded: bool,
     /// The relative difference of the replayed step's hidden states from the first decode
     /// step's with the same kernels.

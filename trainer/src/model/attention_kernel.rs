@@ -9,10 +9,10 @@
 //! all the query heads that share it, so that each key and value is read once: the head's
 //! elements are split across the units of a plane (warp), each loading its part of a key or a
 //! value with one vector load, and a dot product is the plane's sum of its units' parts. The
-//! cube's [`PLANES`] planes take every `PLANES`-th run of [`KEY_RUN`] keys, whose loads are
-//! issued together, and keep per query head a running maximum, sum of exponentials and weighted
-//! sum of values (the online softmax of flash decoding), which meet in shared memory at the
-//! end. No score is stored, so any number of keys is taken. The keys and values may be views of
+//! cube's planes (up to [`PLANES`], as many as [`planes_for`] fits in shared memory) take every
+//! `planes`-th run of [`KEY_RUN`] keys, whose loads are issued together, and keep per query head
+//! a running maximum, sum of exponentials and weighted sum of values (the online softmax of
+//! flash decoding), which meet in shared memory at the end. No score is stored, so any number of keys is taken. The keys and values may be views of
 //! the cache (any strides but the last, which must be 1): nothing is copied.
 //!
 //! It runs on CubeCL backends where a head splits into the plane's units in vectors of at most
@@ -33,8 +33,11 @@ use cubecl::prelude::{CubeCount, CubeDim};
 
 use kernel::decode_attention_kernel;
 
-/// Planes per cube of the kernel; each takes every `PLANES`-th key.
+/// Most planes per cube of the kernel; each takes every `planes`-th run of keys.
 const PLANES: usize = 8;
+/// Shared memory the planes' partial results may take (Vulkan guarantees 16 KiB; NVIDIA's GPUs
+/// give 48 KiB).
+const SHARED_BYTES: usize = 40 * 1024;
 /// Most elements of a head one unit holds (heads of up to `MAX_PER_UNIT` × the plane size).
 const MAX_PER_UNIT: usize = 8;
 /// Keys whose keys and values a plane loads before it uses any of them.
@@ -75,6 +78,15 @@ fn composed<B: Backend>(q: FloatTensor<B>, k: FloatTensor<B>, v: FloatTensor<B>,
     B::float_cast(B::float_reshape(out, Shape::new([b, nh, 1, hd])), FloatDType::from(dtype))
 }
 
+/// Planes per cube for `rep` query heads per kv head of `head_dim` elements: the most (a power
+/// of two up to [`PLANES`]) whose partial results (a maximum, a sum and `head_dim` weighted
+/// values per query head, f32) fit in [`SHARED_BYTES`]; `None` when not even one plane's fit.
+fn planes_for(rep: usize, head_dim: usize) -> Option<usize> {
+    let per_plane = rep * (head_dim + 2) * 4;
+    let most = (SHARED_BYTES / per_plane.max(1)).min(PLANES);
+    (most >= 1).then(|| 1 << most.ilog2())
+}
+
 /// The four dimensions of `shape`.
 fn dims4(shape: &Shape) -> [usize; 4] {
     [shape[0], shape[1], shape[2], shape[3]]
@@ -82,18 +94,18 @@ fn dims4(shape: &Shape) -> [usize; 4] {
 
 impl DecodeAttentionOps for CubeBackend {
     fn decode_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, mask: FloatTensor<Self>) -> FloatTensor<Self> {
-        let hd = q.meta.shape()[3];
+        let ([_, nh, _, hd], nkv) = (dims4(q.meta.shape()), k.meta.shape()[1]);
         let plane = q.client.properties().hardware.plane_size_max.max(1) as usize;
         let per_unit = hd / plane;
-        if !hd.is_multiple_of(plane) || !(1..=MAX_PER_UNIT).contains(&per_unit) || !per_unit.is_power_of_two() {
+        let fits = hd.is_multiple_of(plane) && (1..=MAX_PER_UNIT).contains(&per_unit) && per_unit.is_power_of_two();
+        let Some(planes) = planes_for(nh / nkv, hd).filter(|_| fits) else {
             return composed::<Self>(q, k, v, mask);
-        }
+        };
         // The cache's views are read in place when their rows are contiguous.
         let rows_contiguous = |t: FloatTensor<Self>| if t.meta.strides()[3] == 1 { t } else { into_contiguous(t) };
         let (q, mask) = (into_contiguous(q), into_contiguous(mask));
         let (k, v) = (rows_contiguous(k), rows_contiguous(v));
-        let [b, nh, _, _] = dims4(q.meta.shape());
-        let nkv = k.meta.shape()[1];
+        let b = q.meta.shape()[0];
         let out = empty_device_dtype(q.client.clone(), q.device.clone(), q.meta.shape().clone(), q.dtype);
         let client = q.client.clone();
         let dtype = burn::backend::cubecl::dtype_to_storage_type(q.dtype);
@@ -101,7 +113,7 @@ impl DecodeAttentionOps for CubeBackend {
         decode_attention_kernel::launch(
             &client,
             CubeCount::new_1d((b * nkv) as u32),
-            CubeDim::new_2d(plane as u32, PLANES as u32),
+            CubeDim::new_2d(plane as u32, planes as u32),
             address,
             per_unit,
             q.into_tensor_arg(),
@@ -111,7 +123,7 @@ impl DecodeAttentionOps for CubeBackend {
             out.clone().into_tensor_arg(),
             (1.0 / (hd as f64).sqrt()) as f32,
             nh / nkv,
-            PLANES,
+            planes,
             plane,
             KEY_RUN,
             per_unit,
@@ -284,6 +296,19 @@ mod tests {
     use burn::tensor::{Device, TensorData};
 
     use super::*;
+
+    #[test]
+    fn planes_shrink_to_fit_the_query_heads_of_a_kv_head_in_shared_memory() {
+        // 1.5B (6 heads per kv head), 7B (7), Llama 3 8B (4): eight planes.
+        assert_eq!([planes_for(6, 128), planes_for(7, 128), planes_for(4, 128)], [Some(8), Some(8), Some(8)]);
+        assert_eq!(planes_for(12, 128), Some(4), "12 × 130 × 4 bytes per plane: 6 fit, a power of two is 4");
+        assert_eq!(planes_for(40, 256), None, "one plane's 41,280 bytes exceed the budget");
+        for rep in 1..=48 {
+            if let Some(p) = planes_for(rep, 128) {
+                assert!(p.is_power_of_two() && p <= PLANES && p * rep * 130 * 4 <= SHARED_BYTES, "{rep} heads: {p} planes");
+            }
+        }
+    }
 
     #[test]
     fn one_query_attention_on_the_cpu_matches_a_float64_recomputation_with_grouped_heads_and_a_mask() {
