@@ -3,7 +3,7 @@
 # repository root, carrying `.gl` (Vulkan loader debs) and `.dev` (the stripped, gzipped `trainer`
 # binary as .dev/trainer.gz, built with `--release`: a dev build's decode steps were 1.7× slower,
 # docs/performance.md; and ../shared/bench/torch_baseline.py). Each stage has its own time
-# limit in seconds (KERN_S, RL_S, GEN_S, GENS_S, GENN_S, GENR_S, GENA_S, GENV_S, GENF_S, GENK_S, TRAIN_S, TRAIN_WG_S, TRAINF_S, GEN7_S, TRAIN7_S, TORCH_S,
+# limit in seconds (KERN_S, RL_S, GEN_S, GENU_S, GENS_S, GENN_S, GENR_S, GENA_S, GENV_S, GENF_S, GENK_S, TRAIN_S, TRAIN_WG_S, TRAINF_S, GEN7_S, TRAIN7_S, TORCH_S,
 # PROFILE_S, PROFILE_DK_S, PROFILE_KERN_S; 0 skips
 # a stage; TRAIN_SETUPS picks the 1.5B micro-steps, TORCH_SHAPES the PyTorch shapes)
 # so a slow one cannot eat the others, and stages append to one file each in $OUT (the device tool
@@ -15,7 +15,8 @@
 #                      RL_DEVICES (default: all; one JSON line per step as it ends, then one
 #                      summary per worker count)
 #   generate.log       generation, 64 × 256 + 256 tokens: the 1.5B shape with a decode-step
-#                      profile and the copy-bandwidth roofline (GEN_S), steered (GENS_S), with
+#                      profile and the copy-bandwidth roofline (GEN_S), every decode step issued
+#                      launch by launch instead of replayed from a recorded step (GENU_S), steered (GENS_S), with
 #                      RMSNorms (GENN_S), the rotary embedding (GENR_S), the decode step's
 #                      attention (GENA_S) or its products (GENK_S) as burn's operations instead
 #                      of the trainer's kernels, the 1.5B shape with budgets from 32 to 256
@@ -60,6 +61,7 @@ stage ${KERN7_S:-0} kernels.log $T bench kernels --shape $S7 --iterations 8 $V
 stage ${RL_S:-240} rl_step.log $T bench rl-step --shape $S15 --devices ${RL_DEVICES:-all} --prompts 8 --generations 4 \
   --prompt-len 128 --new-tokens 32 --micro-batch 8 --steps 2 $V
 stage ${GEN_S:-100} generate.log $T $GEN --shape $S15 --profile $V
+stage ${GENU_S:-0} generate.log $T $GEN --shape $S15 --unrecorded-steps $V
 stage ${GENS_S:-0} generate.log $T $GEN --shape $S15 --steered $V
 stage ${GENN_S:-0} generate.log $T $GEN --shape $S15 --composed-norm $V
 stage ${GENR_S:-0} generate.log $T $GEN --shape $S15 --composed-rotary $V

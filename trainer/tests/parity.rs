@@ -32,7 +32,7 @@ struct Variant {
     chunk_bytes: Option<usize>,
     fused_attention: Option<bool>,
     /// Every decode-step kernel's route (products, norms, rotary embedding and cache writes,
-    /// attention), on or off.
+    /// attention) and generation's recorded decode steps, on or off.
     kernels: Option<bool>,
 }
 
@@ -61,7 +61,7 @@ fn load_variant(name: &str, variant: Variant) -> (CausalLm, Reference) {
         lm.fused_attention = fused;
     }
     if let Some(on) = variant.kernels {
-        (lm.decode_kernel, lm.fused_norm, lm.rotary_kernel, lm.decode_attention) = (on, on, on, on);
+        (lm.decode_kernel, lm.fused_norm, lm.rotary_kernel, lm.decode_attention, lm.decode_graph) = (on, on, on, on, on);
     }
     (lm, Reference::load(name))
 }

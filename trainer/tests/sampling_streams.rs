@@ -74,3 +74,39 @@ fn rows_that_finish_early_shrink_the_batch_without_changing_any_completion() {
         assert!(batched.iter().all(|t| t.len() == budgets[i]));
     }
 }
+
+#[test]
+fn replayed_decode_steps_sample_the_completions_of_steps_run_directly() {
+    let mut lm = model::load(&fixture("qwen2"), &common::device(), DType::F32).expect("fixture");
+    // The replayed step writes the cache through the rotary kernel's route.
+    (lm.rotary_kernel, lm.decode_attention) = (true, true);
+    let prompts = Reference::load("qwen2").ids("prompt_ids");
+    // Budgets from 1 to 14 tokens: the batch halves, and each new batch shape is recorded anew.
+    let budgets: Vec<usize> = (0..prompts.len()).map(|i| 1 + (5 * i) % 14).collect();
+    let request = GenerationRequest {
+        max_new_tokens: budgets.clone(),
+        prompts,
+        samples_per_prompt: 3,
+        // Without top-p and top-k, whose sort runs on the host (no recorded step then).
+        sampling: SamplingParams { temperature: 0.8, seed: 3, ..SamplingParams::default() },
+        stop_token_ids: Vec::new(),
+        pad_token_id: 0,
+        max_batch_rows: 64,
+        prompt_keys: None,
+    };
+    let run = |graph: bool| {
+        let mut lm = lm.clone();
+        lm.decode_graph = graph;
+        generate(&lm, &Steering::None, &[], &request, &ProgressBar::hidden()).expect("generate")
+    };
+    let (direct, replayed) = (run(false), run(true));
+    assert_eq!(replayed.stats.decode_steps, direct.stats.decode_steps);
+    assert_eq!((direct.stats.replayed_steps, replayed.stats.replayed_steps), (0, direct.stats.decode_steps));
+    assert!(direct.completions.iter().any(|c| c.tokens.len() > 1), "some rows decode more than the prefill's token");
+    for (d, r) in direct.completions.iter().zip(&replayed.completions) {
+        assert_eq!((d.prompt_index, d.sample_index, &d.tokens), (r.prompt_index, r.sample_index, &r.tokens));
+        for (a, b) in d.logprobs.iter().zip(&r.logprobs) {
+            assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "log-probabilities {a} and {b}");
+        }
+    }
+}

@@ -20,6 +20,7 @@ use crate::model::rope::apply_rotary;
 use crate::model::rotary_kernel::rotary_heads;
 use crate::model::transformer::RmsNorm;
 use crate::model::{BatchLayout, CausalLm, KvCache, RandomWeights, token_tensor};
+use crate::rollout::graph::{Recording, StepGraph, position_tensor};
 use crate::steering::Steering;
 
 /// Settings of the kernel benchmark.
@@ -118,15 +119,15 @@ pub struct AttentionComparison {
     /// The relative difference of the first decode step's hidden states with every kernel (the
     /// GPU's default) from those with none.
     pub decode_composed_relative_difference: f64,
-    /// The same decode step (every kernel, from the same cache) captured once with burn's
-    /// `capture` and replayed, ms per replay: where the backend records a graph (CubeCL's wgpu
-    /// runtime has software graphs), its launches skip the per-launch host work (pipeline
-    /// lookup, bindings, bind groups). Each replay also copies the cache layers it writes, since
-    /// the captured step must leave its starting cache intact.
+    /// The same decode step as generation replays it ([`CausalLm::decode_step`]: the whole
+    /// cache attended, every input a device tensor), recorded once as a graph and replayed, ms
+    /// per replay: where the backend records graphs (CubeCL's wgpu runtime has software graphs),
+    /// its launches skip the per-launch host work (fusion, pipeline lookup, bind groups).
     pub decode_graph_ms: f64,
-    /// Whether the backend recorded a graph (`false`: the replays re-ran the step, as on the
-    /// H200 through Vulkan with burn 0.22.1, docs/performance.md).
+    /// Whether the backend recorded the step (`false`: the replays ran it again).
     pub decode_graph_recorded: bool,
+    /// Why the backend refused to record the step, where it records graphs but refused this one.
+    pub decode_graph_refusal: Option<String>,
     /// The relative difference of the replayed step's hidden states from the first decode
     /// step's with the same kernels.
     pub decode_graph_relative_difference: f64,
@@ -490,7 +491,7 @@ fn compare_attention(lm: &CausalLm, bench: &KernelBench) -> Result<AttentionComp
     let (prefill_materialised, decode_materialised, hidden, first) = run(false, false, true)?;
     let (_, decode_kernel, _, first_kernel) = run(false, true, true)?;
     let (_, decode_composed, _, first_composed) = run(false, false, false)?;
-    let (decode_graph, decode_graph_recorded, first_replayed) = replayed_decode(lm, bench, &prompt_ids, &next, &layout, width + steps)?;
+    let (decode_graph, recording, first_replayed) = replayed_decode(lm, bench, &prompt_ids, &next, &layout, width + steps)?;
     Ok(AttentionComparison {
         prefill_fused_ms: 1e3 * prefill_fused,
         prefill_materialised_ms: 1e3 * prefill_materialised,
@@ -503,33 +504,37 @@ fn compare_attention(lm: &CausalLm, bench: &KernelBench) -> Result<AttentionComp
         decode_composed_ms: 1e3 * decode_composed,
         decode_composed_relative_difference: relative_difference(first_kernel.clone(), first_composed)?,
         decode_graph_ms: 1e3 * decode_graph,
-        decode_graph_recorded,
+        decode_graph_recorded: recording == Recording::Recorded,
+        decode_graph_refusal: match recording {
+            Recording::Failed(reason) => Some(reason),
+            _ => None,
+        },
         decode_graph_relative_difference: relative_difference(first_replayed, first_kernel)?,
     })
 }
 
-/// The first decode step after the prefill of `prompt_ids` (every kernel on), captured as a
-/// graph and replayed: seconds per replay, whether a graph was recorded, and the replayed
-/// step's hidden states.
-// burn's graph replay is `unsafe`: the caller keeps every buffer the graph touched alive.
+/// The first decode step after the prefill of `prompt_ids` as generation replays it
+/// ([`CausalLm::decode_step`], every kernel on, the whole cache attended), recorded as a graph
+/// and replayed: seconds per replay, what became of the recording, and the replayed step's
+/// hidden states.
+// A replay of a recorded graph is `unsafe`: everything the step touched must outlive it.
 #[allow(unsafe_code)]
-fn replayed_decode(lm: &CausalLm, bench: &KernelBench, prompt_ids: &Tensor<2, Int>, next: &Tensor<2, Int>, layout: &BatchLayout, capacity: usize) -> Result<(f64, bool, Tensor<3>)> {
+fn replayed_decode(lm: &CausalLm, bench: &KernelBench, prompt_ids: &Tensor<2, Int>, next: &Tensor<2, Int>, layout: &BatchLayout, capacity: usize) -> Result<(f64, Recording, Tensor<3>)> {
+    let mut lm = lm.clone();
+    (lm.rotary_kernel, lm.decode_attention) = (true, true);
     let device = &lm.device;
     let mut cache = lm.kv_cache(bench.batch, capacity);
     lm.forward(prompt_ids.clone(), layout, Some(&mut cache), &Steering::None, &[])?;
-    let cache = cache;
-    let mut graph = burn::tensor::capture(device, || {
-        let mut step_cache = cache.clone();
-        lm.forward(next.clone(), layout, Some(&mut step_cache), &Steering::None, &[]).map(|o| o.hidden)
-    });
-    // Safety: everything the captured step reads or writes (the model's weights, `next`,
-    // `cache` and the step's own buffers, held by `graph`) outlives the replays, which run on
-    // this thread's device stream only, and `time_synced` waits for the device before returning.
-    let secs = time_synced(device, bench.iterations, || unsafe {
-        graph.replay().as_ref().map(drop).map_err(|e| Error::Backend(format!("the captured decode step failed: {e}")))
-    })?;
-    let hidden = graph.output().as_ref().map_err(|e| Error::Backend(format!("the captured decode step failed: {e}")))?.clone();
-    Ok((secs, graph.is_hardware(), hidden))
+    let step = lm
+        .replayable_step(layout, &cache, &Steering::None, &[])?
+        .ok_or_else(|| Error::InvalidArgument(format!("a decode step of {} rows cannot be replayed (at most {} rows can)", bench.batch, norm_kernel::MAX_ROWS)))?;
+    let (ids, column) = (next.clone().float(), position_tensor(cache.len(), device));
+    let (mut graph, recording) = StepGraph::capture(device, || lm.decode_step(&step, &ids, &column, &mut cache));
+    // Safety: the step reads the model's weights, `step`, `ids`, `column` and `cache` and writes
+    // `cache` and its own outputs (held by `graph`); all outlive the replays, which run on this
+    // thread, and `time_synced` waits for the device before returning.
+    let secs = time_synced(device, bench.iterations, || unsafe { graph.replay(|| lm.decode_step(&step, &ids, &column, &mut cache)).map(drop) })?;
+    Ok((secs, recording, graph.output().clone()))
 }
 
 /// `max |a − b| / max |b|`, computed in f32.
@@ -579,6 +584,7 @@ mod tests {
                 decode_composed_relative_difference: 0.0,
                 decode_graph_ms: 1.0,
                 decode_graph_recorded: false,
+                decode_graph_refusal: None,
                 decode_graph_relative_difference: 0.0,
             },
         }

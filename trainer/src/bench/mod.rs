@@ -138,6 +138,9 @@ pub struct GenerateBench {
     /// A decode step's attention as burn's operations, not the trainer's kernel
     /// ([`CausalLm::decode_attention`]).
     pub composed_attention: bool,
+    /// Issue every decode step launch by launch through burn instead of replaying a recorded step
+    /// ([`CausalLm::decode_graph`]).
+    pub unrecorded_steps: bool,
     /// Generate with a random steering vector `[L, H]` after every layer's MLP (an RL
     /// rollout's setting) instead of the base model.
     pub steered: bool,
@@ -180,6 +183,8 @@ pub struct GenerateReport {
     /// Rows the decode steps computed (summed over steps): below `batch × decode_steps` once
     /// rows finish at different steps and the batch halves.
     pub decoded_rows: usize,
+    /// Decode steps replayed from a recorded step ([`GenerationStats::replayed_steps`](crate::rollout::GenerationStats::replayed_steps)).
+    pub replayed_steps: usize,
     /// Bytes the device allocator holds after the run, when the backend reports it.
     pub device_bytes_reserved: Option<u64>,
     /// Bytes a mean decode step reads at least: every weight once (the tied embedding once, as
@@ -233,6 +238,7 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     lm.fused_norm &= !bench.composed_norm;
     lm.rotary_kernel &= !bench.composed_rotary;
     lm.decode_attention &= !bench.composed_attention;
+    lm.decode_graph &= !bench.unrecorded_steps;
     crate::device::sync(device, "loading the weights")?;
     let load_secs = start.elapsed().as_secs_f64();
     // Deterministic pseudo-random prompt tokens.
@@ -286,6 +292,7 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
         generated_tokens: stats.generated_tokens,
         decode_steps: stats.decode_steps,
         decoded_rows: stats.decoded_rows,
+        replayed_steps: stats.replayed_steps,
         device_bytes_reserved: device.memory_pool_usage().map(|u| u.bytes_reserved),
         decode_bytes_per_step,
         profile,

@@ -85,6 +85,10 @@ pub enum BenchCommand {
         /// (`CausalLm::decode_attention`, on by default on GPU backends).
         #[arg(long)]
         composed_attention: bool,
+        /// Issue every decode step launch by launch through burn instead of replaying a step
+        /// recorded once per batch shape (`CausalLm::decode_graph`, on by default on GPU backends).
+        #[arg(long)]
+        unrecorded_steps: bool,
         /// Add a random steering vector after every layer's MLP, as the rollouts of a steering
         /// run do (the default generates with the base model).
         #[arg(long)]
@@ -184,7 +188,7 @@ pub enum BenchCommand {
 /// Runs `trainer bench`; prints one JSON line per report.
 pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
     match &args.which {
-        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, fused_attention, burn_products, composed_norm, composed_rotary, composed_attention, steered } => {
+        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, fused_attention, burn_products, composed_norm, composed_rotary, composed_attention, unrecorded_steps, steered } => {
             let device = on.backend.device_for(on.dtype)?;
             let settings = GenerateBench {
                 shape: on.shape.clone(),
@@ -200,6 +204,7 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 composed_norm: *composed_norm,
                 composed_rotary: *composed_rotary,
                 composed_attention: *composed_attention,
+                unrecorded_steps: *unrecorded_steps,
                 steered: *steered,
             };
             let bar = super::progress_bar((batch * new_tokens) as u64, "generating", quiet);

@@ -5,6 +5,7 @@ pub mod attention_kernel;
 pub mod config;
 pub mod decode_product;
 pub mod norm_kernel;
+pub mod overwrite;
 pub mod rotary_kernel;
 pub mod prompt;
 pub mod recompute;

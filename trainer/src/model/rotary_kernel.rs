@@ -48,7 +48,7 @@ fn fused_heads(qkv: &Shape, cos: &Shape, cache: &Shape) -> (usize, usize, usize)
 }
 
 /// The outputs of [`RotaryOps::rotary_into_cache`]: q `[B, H_q, S, hd]` and the two caches.
-fn into_cache_specs(qkv: &TensorSpec, cos: &TensorSpec, _sin: &TensorSpec, k_cache: &TensorSpec, v_cache: &TensorSpec, _start: &usize) -> (TensorSpec, TensorSpec, TensorSpec) {
+fn into_cache_specs(qkv: &TensorSpec, cos: &TensorSpec, _sin: &TensorSpec, k_cache: &TensorSpec, v_cache: &TensorSpec, _start: &TensorSpec) -> (TensorSpec, TensorSpec, TensorSpec) {
     let (heads, _, head_dim) = fused_heads(&qkv.shape, &cos.shape, &k_cache.shape);
     let q = TensorSpec::new(Shape::new([qkv.shape[0], heads, qkv.shape[1], head_dim]), qkv.dtype);
     (q, k_cache.clone(), v_cache.clone())
@@ -63,7 +63,8 @@ pub trait RotaryOps: Backend {
 
     /// From `qkv [B, S, (H_q + 2·H_kv)·hd]`, tables `[B, 1, S, hd]` and the caches `[B, H_kv, C,
     /// hd]`: q's heads rotated `[B, H_q, S, hd]`, and the caches with k's heads rotated and v's
-    /// heads written at positions `start..start + S`.
+    /// heads written at positions `start..start + S`, `start [1]` an f32 tensor (on the device,
+    /// so that a captured step reads each replay's position).
     #[fusion(meta = into_cache_specs)]
     fn rotary_into_cache(
         qkv: FloatTensor<Self>,
@@ -71,7 +72,7 @@ pub trait RotaryOps: Backend {
         sin: FloatTensor<Self>,
         k_cache: FloatTensor<Self>,
         v_cache: FloatTensor<Self>,
-        start: usize,
+        start: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
@@ -99,8 +100,9 @@ impl RotaryOps for burn::backend::Flex {
         sin: FloatTensor<Self>,
         k_cache: FloatTensor<Self>,
         v_cache: FloatTensor<Self>,
-        start: usize,
+        start: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let start = host_position(start);
         let (heads, kv_heads, hd) = fused_heads(&qkv.shape(), &cos.shape(), &k_cache.shape());
         let [b, s] = [qkv.shape()[0], qkv.shape()[1]];
         let part = |from: usize, n: usize| Self::float_slice(qkv.clone(), &[Slice::from(0..b), Slice::from(0..s), Slice::from(from * hd..(from + n) * hd)]);
@@ -143,9 +145,9 @@ impl RotaryOps for CubeBackend {
         sin: FloatTensor<Self>,
         k_cache: FloatTensor<Self>,
         v_cache: FloatTensor<Self>,
-        start: usize,
+        start: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (qkv, cos, sin) = (into_contiguous(qkv), into_contiguous(cos), into_contiguous(sin));
+        let (qkv, cos, sin, start) = (into_contiguous(qkv), into_contiguous(cos), into_contiguous(sin), into_contiguous(start));
         let (k_cache, v_cache) = (writable(k_cache), writable(v_cache));
         let (heads, kv_heads, head_dim) = fused_heads(qkv.meta.shape(), cos.meta.shape(), k_cache.meta.shape());
         let [b, s] = [qkv.meta.shape()[0], qkv.meta.shape()[1]];
@@ -165,7 +167,7 @@ impl RotaryOps for CubeBackend {
             q.clone().into_tensor_arg(),
             k_cache.clone().into_tensor_arg(),
             v_cache.clone().into_tensor_arg(),
-            start as u32,
+            start.into_tensor_arg(),
             heads,
             kv_heads,
             head_dim,
@@ -173,6 +175,12 @@ impl RotaryOps for CubeBackend {
         );
         (q, k_cache, v_cache)
     }
+}
+
+/// The position in `start [1]` (f32) on the host (the CPU's tensors are on the host already).
+fn host_position(start: FloatTensor<burn::backend::Flex>) -> usize {
+    let data = cubecl::future::block_on(burn::backend::Flex::float_into_data(start)).expect("the CPU backend reads its own tensors");
+    data.iter::<f32>().next().map_or(0, |p| p as usize)
 }
 
 /// `cache` itself when the kernel may write into it (no other tensor shares its buffer), else
@@ -191,12 +199,13 @@ pub fn rotary_heads(x: Tensor<3>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
 
 /// From the fused projection `qkv [B, S, (H_q + 2·H_kv)·hd]` with tables `cos`, `sin`
 /// `[B, 1, S, hd]`: q's heads rotated `[B, H_q, S, hd]`, and the caches `[B, H_kv, C, hd]` with k's
-/// heads rotated and v's heads written at positions `start..start + S` (see the module).
+/// heads rotated and v's heads written at positions `start..start + S` (see the module), `start`
+/// `[1]` in f32.
 ///
-/// All tensors must be without autodiff and of one dtype; the caches are written in place when
-/// nothing else holds them, else copied first.
-pub fn rotary_into_cache(qkv: Tensor<3>, cos: Tensor<4>, sin: Tensor<4>, k_cache: Tensor<4>, v_cache: Tensor<4>, start: usize) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
-    let (q, k, v) = Dispatch::rotary_into_cache(qkv.into_dispatch(), cos.into_dispatch(), sin.into_dispatch(), k_cache.into_dispatch(), v_cache.into_dispatch(), start);
+/// All tensors must be without autodiff and of one dtype but `start`; the caches are written in
+/// place when nothing else holds them, else copied first.
+pub fn rotary_into_cache(qkv: Tensor<3>, cos: Tensor<4>, sin: Tensor<4>, k_cache: Tensor<4>, v_cache: Tensor<4>, start: Tensor<1>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+    let (q, k, v) = Dispatch::rotary_into_cache(qkv.into_dispatch(), cos.into_dispatch(), sin.into_dispatch(), k_cache.into_dispatch(), v_cache.into_dispatch(), start.into_dispatch());
     (Tensor::from_dispatch(q), Tensor::from_dispatch(k), Tensor::from_dispatch(v))
 }
 
@@ -240,7 +249,7 @@ mod kernel {
     /// Unit `i` reads element `i` of `qkv [B, S, (heads + 2·kv_heads)·hd]` (contiguous, as are
     /// the tables `[B, 1, S, hd]`, `q [B, heads, S, hd]` and the caches `[B, kv_heads, C, hd]`):
     /// a q element is rotated into `q`, a k element rotated into `k_cache` and a v element copied
-    /// into `v_cache`, both at position `start + s`.
+    /// into `v_cache`, both at position `start[0] + s`.
     #[cube(launch, address_type = "dynamic")]
     #[allow(clippy::too_many_arguments)]
     pub(super) fn rotary_into_cache_kernel<F: Float>(
@@ -250,7 +259,7 @@ mod kernel {
         q: &mut Tensor<F>,
         k_cache: &mut Tensor<F>,
         v_cache: &mut Tensor<F>,
-        start: u32,
+        start: &Tensor<f32>,
         #[comptime] heads: usize,
         #[comptime] kv_heads: usize,
         #[comptime] head_dim: usize,
@@ -266,7 +275,7 @@ mod kernel {
         let (b, s) = (row / seq, row % seq);
         let head = (i % width) / head_dim;
         let d = i % head_dim;
-        let position = start as usize + s;
+        let position = u32::cast_from(start[0]) as usize + s;
         let capacity = k_cache.shape(2);
         if head < heads + kv_heads {
             let value = rotated(qkv, i, d, cos, sin, row * head_dim + d, head_dim);

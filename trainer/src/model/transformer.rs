@@ -210,6 +210,8 @@ pub struct KvCache {
     len: usize,
     capacity: usize,
     multiple: usize,
+    /// Set by each pass before its layers run.
+    span: CacheSpan,
 }
 
 impl KvCache {
@@ -227,7 +229,8 @@ impl KvCache {
                 )
             })
             .collect();
-        Self { layers, len: 0, capacity, multiple }
+        let span = CacheSpan { first: 0, start: Tensor::zeros([1], (device, DType::F32)), keys: 0 };
+        Self { layers, len: 0, capacity, multiple, span }
     }
 
     /// How many cached positions attention reads once `end` are filled: `end` rounded up to the
@@ -257,35 +260,64 @@ impl KvCache {
     }
 
     /// Writes k (rotated) and v of the fused projection `qkv [B, S, (H_q + 2·H_kv)·hd]` at
-    /// positions `len..len+S` of layer `l` with [`rotary_kernel::rotary_into_cache`], and returns
-    /// q rotated `[B, H_q, S, hd]` and the attended keys and values `[B, H_kv, attended(len+S), hd]`.
+    /// the positions of the pass's [`CacheSpan`] in layer `l` with [`rotary_kernel::rotary_into_cache`], and
+    /// returns q rotated `[B, H_q, S, hd]` and the attended keys and values `[B, H_kv, keys, hd]`.
     fn append_rotated(&mut self, l: usize, qkv: Tensor<3>, cos: &Tensor<4>, sin: &Tensor<4>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
-        let s = qkv.dims()[1];
         let (k_cache, v_cache) = self.layers.remove(l);
-        let (q, k_cache, v_cache) = rotary_kernel::rotary_into_cache(qkv, cos.clone(), sin.clone(), k_cache, v_cache, self.len);
+        let (q, k_cache, v_cache) = rotary_kernel::rotary_into_cache(qkv, cos.clone(), sin.clone(), k_cache, v_cache, self.span.start.clone());
         self.layers.insert(l, (k_cache, v_cache));
-        let (k, v) = self.attended_views(l, self.len + s);
+        let (k, v) = self.attended_views(l, self.span.keys);
         (q, k, v)
     }
 
-    /// The keys and values `[B, H_kv, attended(end), hd]` of layer `l`.
-    fn attended_views(&self, l: usize, end: usize) -> (Tensor<4>, Tensor<4>) {
-        let keys = self.attended(end);
+    /// The keys and values `[B, H_kv, keys, hd]` of layer `l`.
+    fn attended_views(&self, l: usize, keys: usize) -> (Tensor<4>, Tensor<4>) {
         let (ck, cv) = &self.layers[l];
         let [b, h, _, d] = ck.dims();
         (ck.clone().slice([0..b, 0..h, 0..keys, 0..d]), cv.clone().slice([0..b, 0..h, 0..keys, 0..d]))
     }
 
-    /// Stores `k`, `v` `[B, H_kv, S, hd]` at positions `len..len+S` of layer `l` and returns the
-    /// attended keys and values `[B, H_kv, attended(len+S), hd]`.
+    /// Stores `k`, `v` `[B, H_kv, S, hd]` of layer `l` at the positions of the pass's
+    /// [`CacheSpan`] and returns the attended keys and values `[B, H_kv, keys, hd]`.
     fn append(&mut self, l: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let [b, h, s, d] = k.dims();
-        let (start, end) = (self.len, self.len + s);
+        let (start, end) = (self.span.first, self.span.first + s);
         let (ck, cv) = &mut self.layers[l];
         ck.inplace(|c| c.slice_assign([0..b, 0..h, start..end, 0..d], k));
         cv.inplace(|c| c.slice_assign([0..b, 0..h, start..end, 0..d], v));
-        self.attended_views(l, end)
+        self.attended_views(l, self.span.keys)
     }
+
+    /// Positions (capacity) per row.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Counts `positions` more as filled: after [`CausalLm::decode_step`], which writes a
+    /// position without counting it (a captured step runs more than once).
+    pub fn advance(&mut self, positions: usize) -> Result<()> {
+        if self.len + positions > self.capacity {
+            return Err(Error::InvalidArgument(format!(
+                "KV cache of capacity {} holds {} positions and cannot take {positions} more",
+                self.capacity, self.len
+            )));
+        }
+        self.len += positions;
+        Ok(())
+    }
+}
+
+/// Where the current pass over a KV cache writes its keys and values and what its attention
+/// reads.
+#[derive(Debug, Clone)]
+struct CacheSpan {
+    /// The first position written, on the host (burn's cache writes).
+    first: usize,
+    /// The same as an f32 tensor `[1]` on the device (the rotary kernel's cache writes, which a
+    /// captured decode step replays with each step's position).
+    start: Tensor<1>,
+    /// How many cached positions attention reads.
+    keys: usize,
 }
 
 /// Where each row of a batch starts: rows are left-padded to a common length.
@@ -355,6 +387,7 @@ pub struct ForwardOutput {
 
 /// The steering and interventions of one forward pass, resolved to per-layer tensors in the
 /// model's dtype (cast once per pass, not in every layer of every decode step).
+#[derive(Clone)]
 pub(super) struct Plan {
     /// Vector added after layer l's MLP, `[H]`, when non-zero.
     pub(super) after_mlp: Vec<Option<Tensor<1>>>,
@@ -372,6 +405,14 @@ impl Plan {
     pub(super) fn steers(&self, l: usize) -> bool {
         self.after_mlp[l].is_some() || self.lora[l].is_some() || self.at_place.keys().any(|p| p.layer == l)
     }
+}
+
+/// The constants of a replayable decode step ([`CausalLm::replayable_step`]): the rows'
+/// paddings `[B, 1]` and the cache's key columns `[1, C]` (f32), and the resolved steering.
+pub struct DecodeStep {
+    pads: Tensor<2>,
+    key_columns: Tensor<2>,
+    plan: Plan,
 }
 
 /// What every layer of one forward pass shares: the rotary tables of its positions
@@ -445,6 +486,11 @@ pub struct CausalLm {
     /// runs as the trainer's own kernel ([`attention_kernel`]: one launch per layer instead of
     /// six to eight) instead of burn's operations. Default: set on GPU backends, unset on the CPU.
     pub decode_attention: bool,
+    /// When set, generation records its decode step once per batch shape as a graph and replays
+    /// it ([`crate::rollout::graph`]) where the step allows ([`CausalLm::replayable_step`]): the
+    /// host then issues one replay per step instead of every launch through burn. Default: set
+    /// on GPU backends, unset on the CPU (which records no graphs).
+    pub decode_graph: bool,
     embed_tokens: Tensor<2>,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
@@ -500,6 +546,7 @@ impl CausalLm {
             fused_norm: on_gpu,
             rotary_kernel: on_gpu,
             decode_attention: on_gpu,
+            decode_graph: on_gpu,
             embed_tokens,
             layers,
             norm,
@@ -562,6 +609,7 @@ impl CausalLm {
         model.fused_norm = self.fused_norm;
         model.rotary_kernel = self.rotary_kernel;
         model.decode_attention = self.decode_attention;
+        model.decode_graph = self.decode_graph;
         Ok(model)
     }
 
@@ -617,6 +665,10 @@ impl CausalLm {
         }
         let keys = cache.as_ref().map_or(start + s, |c| c.attended(start + s));
         let pass = self.pass(layout, start, s, keys, steering, interventions)?;
+        if let Some(c) = cache.as_deref_mut() {
+            let at = Tensor::from_data(TensorData::new(vec![start as f32], [1]), &self.device);
+            c.span = CacheSpan { first: start, start: at, keys };
+        }
         let mut x = self.embed(tokens);
         let mut hidden_states = Vec::new();
         for l in 0..self.layers.len() {
@@ -632,6 +684,59 @@ impl CausalLm {
             hidden: self.rms_norm(&self.norm, x),
             hidden_states,
         })
+    }
+
+    /// What a decode step of `layout`'s rows over `cache` with `steering` needs to be captured
+    /// once and replayed ([`CausalLm::decode_step`]), or `None` where such a step would read a
+    /// value from the host that a replay does not refresh: its cache writes must all go through
+    /// the rotary kernel ([`CausalLm::rotary_kernel`] on, no q/k norms (OLMo2), at most
+    /// [`norm_kernel::MAX_ROWS`] rows, no tracked tensor) and no intervention may patch layer
+    /// inputs or record hidden states.
+    pub fn replayable_step(&self, layout: &BatchLayout, cache: &KvCache, steering: &Steering, interventions: &[Intervention]) -> Result<Option<DecodeStep>> {
+        let plan = self.plan(steering, interventions)?;
+        let rows = layout.pads.len();
+        let tracked = self.embed_tokens.is_autodiff()
+            || plan.after_mlp.iter().flatten().chain(plan.at_place.values()).any(Tensor::is_autodiff)
+            || plan.lora.iter().flatten().any(|p| p.a.is_autodiff() || p.b.is_autodiff());
+        let kernel_writes = self.rotary_kernel && self.layers.iter().all(|l| l.q_norm.is_none()) && rows <= norm_kernel::MAX_ROWS;
+        if !kernel_writes || tracked || !plan.patches.is_empty() || plan.record || cache.layers.first().is_some_and(|(k, _)| k.dims()[0] != rows) {
+            return Ok(None);
+        }
+        let pads: Vec<f32> = layout.pads.iter().map(|&p| p as f32).collect();
+        let columns: Vec<f32> = (0..cache.capacity).map(|c| c as f32).collect();
+        Ok(Some(DecodeStep {
+            pads: Tensor::from_data(TensorData::new(pads, [rows, 1]), &self.device),
+            key_columns: Tensor::from_data(TensorData::new(columns, [1, cache.capacity]), &self.device),
+            plan,
+        }))
+    }
+
+    /// One decode step whose every input is a device tensor, so that it can be captured as a
+    /// graph and replayed ([`crate::rollout::graph`]): token ids `ids [B, 1]` (f32, exact below
+    /// 2²⁴) at cache column `column [1]` (f32; the column of every row, i.e. the cache's
+    /// length) → the final-normed hidden states `[B, 1, H]`. The step writes its keys and values
+    /// at `column` and attends to every position of the cache up to it (the rest masked), so
+    /// its shapes stay the same from step to step; it does not count the position as filled
+    /// (see [`KvCache::advance`]).
+    pub fn decode_step(&self, step: &DecodeStep, ids: &Tensor<2>, column: &Tensor<1>, cache: &mut KvCache) -> Tensor<3> {
+        let [b, _] = ids.dims();
+        let capacity = cache.capacity;
+        let at = column.clone().reshape([1, 1]).expand([b, 1]);
+        let positions = (at.clone() - step.pads.clone()).clamp_min(0.0).int();
+        let (cos, sin) = self.rope.gather(&positions);
+        let (cos, sin) = (cos.cast(self.dtype), sin.cast(self.dtype));
+        // Key `k` is attended when k ≤ column and it is not padding (a padding query sees itself).
+        let keys = step.key_columns.clone().expand([b, capacity]);
+        let at = at.expand([b, capacity]);
+        let allowed = keys.clone().lower_equal(at.clone()).bool_and(keys.clone().greater_equal(step.pads.clone().expand([b, capacity])).bool_or(keys.equal(at)));
+        let mask = Tensor::<2>::zeros([b, capacity], (&self.device, DType::F32)).mask_fill(allowed.bool_not(), f32::NEG_INFINITY).reshape([b, 1, 1, capacity]);
+        let pass = Pass { cos, sin, mask, masked: OnceCell::new(), kernel_mask: OnceCell::new(), plan: step.plan.clone() };
+        cache.span = CacheSpan { first: cache.len, start: column.clone(), keys: capacity };
+        let mut x = self.embed(ids.clone().int());
+        for l in 0..self.layers.len() {
+            x = self.layer(l, x, &pass, Some(cache));
+        }
+        self.final_norm(x)
     }
 
     /// Checks that tokens `[B, S]` at columns `start..start+S` fit `layout` and the rotary tables.

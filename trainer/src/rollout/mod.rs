@@ -8,6 +8,7 @@
 //! and the next step is queued before their read-back is waited for, so the host's work for one
 //! step overlaps the device's for the previous one.
 
+pub mod graph;
 pub mod sampling;
 
 use indicatif::ProgressBar;
@@ -18,7 +19,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::model::{BatchLayout, CausalLm, token_tensor};
 use crate::steering::Steering;
 use crate::steering::intervention::Intervention;
-use sampling::PendingSample;
+use graph::GraphDecoder;
+use sampling::{DeviceSampler, PendingSample};
 pub use sampling::SamplingParams;
 
 /// What to generate.
@@ -74,6 +76,9 @@ pub struct GenerationStats {
     pub decoded_rows: usize,
     /// Tokens generated (summed over rows).
     pub generated_tokens: usize,
+    /// Decode steps issued as a recorded step ([`CausalLm::decode_graph`]): replayed where the
+    /// backend recorded it, run again where it records no graphs (the CPU).
+    pub replayed_steps: usize,
 }
 
 impl GenerationStats {
@@ -83,6 +88,7 @@ impl GenerationStats {
         self.decode_steps += other.decode_steps;
         self.decoded_rows += other.decoded_rows;
         self.generated_tokens += other.generated_tokens;
+        self.replayed_steps += other.replayed_steps;
     }
 }
 
@@ -158,7 +164,11 @@ fn generate_chunk(
     let max_budget = budgets.iter().copied().max().unwrap_or(0);
     let (tokens, width, mut layout) = model.left_pad(&prompts, request.pad_token_id, max_budget);
     let b = rows.len();
-    let mut cache = model.kv_cache(b, width + max_budget);
+    // The cache is held by `decoder` while a recorded step decodes the batch.
+    let mut cache = Some(model.kv_cache(b, width + max_budget));
+    let mut decoder: Option<GraphDecoder> = None;
+    let sampler = DeviceSampler::new(&request.sampling, model.config.vocab_size, device);
+    let mut recordable = model.decode_graph && sampler.stays_on_device();
     let key = |p: usize| request.prompt_keys.as_ref().map_or(p as u64, |k| k[p]);
     let mut streams: Vec<_> = rows.iter().map(|&(p, s)| request.sampling.stream(key(p), s)).collect();
     let mut completions: Vec<Completion> = rows
@@ -187,15 +197,41 @@ fn generate_chunk(
         let in_flight_tokens = usize::from(in_flight.is_some());
         let wanted = (0..completions.len()).any(|c| active[c] && completions[c].tokens.len() + in_flight_tokens < budgets[c]);
         let queued = if wanted {
-            let rows_now = slots.len();
-            let out = model.forward(input.clone(), &layout, Some(&mut cache), steering, interventions)?;
-            let [_, _, h] = out.hidden.dims();
-            let last = out.hidden.narrow(1, step_width - 1, 1).reshape([rows_now, 1, h]);
-            let logits = model.logits(last).reshape([rows_now, model.config.vocab_size]);
             let uniforms: Vec<f32> = slots.iter().map(|&c| sampling::next_uniform(&mut streams[c])).collect();
-            let (ids, lps) = sampling::sample_on_device(logits, &request.sampling, &uniforms, device);
-            input = ids.clone();
-            Some(QueuedStep { sample: PendingSample::start(ids, lps), slots: slots.clone(), prefill: step_width > 1 })
+            let sample = match (decoder.as_mut(), cache.take()) {
+                (Some(recorded), _) => {
+                    stats.replayed_steps += 1;
+                    recorded.next(&uniforms)?
+                }
+                (None, Some(batch_cache)) => {
+                    let step = match step_width == 1 && recordable {
+                        true => model.replayable_step(&layout, &batch_cache, steering, interventions)?,
+                        false => None,
+                    };
+                    recordable &= step.is_some() || step_width > 1;
+                    match step {
+                        Some(step) => {
+                            stats.replayed_steps += 1;
+                            let (recorded, sample) = GraphDecoder::start(model, step, sampler.clone(), batch_cache, input.clone(), &uniforms)?;
+                            decoder = Some(recorded);
+                            sample
+                        }
+                        None => {
+                            let mut batch_cache = batch_cache;
+                            let out = model.forward(input.clone(), &layout, Some(&mut batch_cache), steering, interventions)?;
+                            cache = Some(batch_cache);
+                            let [rows_now, _, h] = out.hidden.dims();
+                            let last = out.hidden.narrow(1, step_width - 1, 1).reshape([rows_now, 1, h]);
+                            let logits = model.logits(last).reshape([rows_now, model.config.vocab_size]);
+                            let (ids, lps) = sampler.sample(logits, sampling::uniform_tensor(&uniforms, device));
+                            input = ids.clone();
+                            PendingSample::start(ids, lps)
+                        }
+                    }
+                }
+                (None, None) => return Err(Error::Backend("generation lost its KV cache".into())),
+            };
+            Some(QueuedStep { sample, slots: slots.clone(), prefill: step_width > 1 })
         } else {
             None
         };
@@ -230,9 +266,16 @@ fn generate_chunk(
                 stats.decoded_rows += step.slots.len();
             }
             // The queued step decodes the rows as they were; from the next one on, the batch
-            // may halve.
+            // may halve (recorded anew for its new shape).
             if let Some(keep) = halved_rows(&slots, &active) {
-                cache.retain_rows(&keep, device);
+                if let Some(recorded) = decoder.take() {
+                    let (batch_cache, ids) = recorded.finish();
+                    cache = Some(batch_cache);
+                    input = ids.int();
+                }
+                if let Some(batch_cache) = cache.as_mut() {
+                    batch_cache.retain_rows(&keep, device);
+                }
                 layout = BatchLayout { pads: keep.iter().map(|&r| layout.pads[r]).collect() };
                 let index: Vec<i64> = keep.iter().map(|&r| r as i64).collect();
                 input = input.select(0, Tensor::<1, Int>::from_data(TensorData::new(index, [keep.len()]), device));

@@ -72,31 +72,58 @@ impl SamplingParams {
 /// per row (ignored when greedy). Returns the ids and their log-probabilities under the
 /// temperature-scaled distribution (before top-k/top-p truncation; raw logits when greedy).
 pub fn sample(logits: Tensor<2>, params: &SamplingParams, uniforms: &[f32], device: &Device) -> Result<(Vec<u32>, Vec<f32>)> {
-    let (ids, logprobs) = sample_on_device(logits, params, uniforms, device);
+    let sampler = DeviceSampler::new(params, logits.dims()[1], device);
+    let (ids, logprobs) = sampler.sample(logits, uniform_tensor(uniforms, device));
     PendingSample::start(ids, logprobs).wait()
 }
 
-/// [`sample`] without the read-back: the ids `[B, 1]` and their log-probabilities `[B, 1]` on
-/// the device.
-pub fn sample_on_device(logits: Tensor<2>, params: &SamplingParams, uniforms: &[f32], device: &Device) -> (Tensor<2, Int>, Tensor<2>) {
-    let [b, v] = logits.dims();
-    let (tokens, logprobs) = if params.is_greedy() {
-        let logp = row_log_softmax(logits);
-        let ids = row_argmax(logp.clone());
-        let lp = logp.gather(1, ids.clone());
-        (ids, lp)
-    } else {
+/// `uniforms` as the `[B, 1]` (f32) tensor [`DeviceSampler::sample`] takes.
+pub fn uniform_tensor(uniforms: &[f32], device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(uniforms.to_vec(), [uniforms.len(), 1]), device)
+}
+
+/// [`sample`] on the device, without read-back: everything it reads is a device tensor (the
+/// ranks top-k compares against are made once, here), so that a captured decode step can
+/// sample in its graph.
+#[derive(Debug, Clone)]
+pub struct DeviceSampler {
+    params: SamplingParams,
+    /// The columns' ranks `[1, V]`, when top-k cuts the vocabulary.
+    rank: Option<Tensor<2, Int>>,
+}
+
+impl DeviceSampler {
+    /// A sampler with `params` over a vocabulary of `vocab` ids.
+    pub fn new(params: &SamplingParams, vocab: usize, device: &Device) -> Self {
+        let rank = params.top_k.filter(|&k| k < vocab && !params.is_greedy()).map(|_| Tensor::<1, Int>::arange(0..vocab as i64, device).reshape([1, vocab]));
+        Self { params: *params, rank }
+    }
+
+    /// Whether sampling runs on the device throughout: not with top-p or top-k, whose sort burn
+    /// 0.22 does on the host (a read-back of the probabilities and an upload of the order).
+    pub fn stays_on_device(&self) -> bool {
+        self.params.is_greedy() || (self.params.top_p >= 1.0 && self.rank.is_none())
+    }
+
+    /// The ids `[B, 1]` and their log-probabilities `[B, 1]` sampled from `logits [B, V]` (f32)
+    /// with uniforms `u [B, 1]` (f32, ignored when greedy), as [`sample`] says.
+    pub fn sample(&self, logits: Tensor<2>, u: Tensor<2>) -> (Tensor<2, Int>, Tensor<2>) {
+        let params = &self.params;
+        let [b, v] = logits.dims();
+        if params.is_greedy() {
+            let logp = row_log_softmax(logits);
+            let ids = row_argmax(logp.clone());
+            let lp = logp.gather(1, ids.clone());
+            return (ids, lp);
+        }
         let logp = row_log_softmax(logits.div_scalar(params.temperature));
         let probs = logp.clone().exp();
-        let u = Tensor::<2>::from_data(TensorData::new(uniforms.to_vec(), [b, 1]), device);
-        let truncate = params.top_p < 1.0 || params.top_k.is_some_and(|k| k < v);
-        let ids = if truncate {
+        let ids = if params.top_p < 1.0 || self.rank.is_some() {
             let (sorted, order) = probs.sort_descending_with_indices(1);
             let cum = prefix_sums(sorted.clone());
             let mut keep = (cum - sorted.clone()).lower_elem(params.top_p).float();
-            if let Some(k) = params.top_k.filter(|&k| k < v) {
-                let rank = Tensor::<1, Int>::arange(0..v as i64, device).reshape([1, v]).expand([b, v]);
-                keep = keep * rank.lower_elem(k as i64).float();
+            if let (Some(rank), Some(k)) = (&self.rank, params.top_k) {
+                keep = keep * rank.clone().expand([b, v]).lower_elem(k as i64).float();
             }
             let choice = inverse_cdf(sorted * keep, u);
             order.gather(1, choice)
@@ -105,8 +132,13 @@ pub fn sample_on_device(logits: Tensor<2>, params: &SamplingParams, uniforms: &[
         };
         let lp = logp.gather(1, ids.clone());
         (ids, lp)
-    };
-    (tokens, logprobs)
+    }
+}
+
+/// `ids [B, 1]` and `logprobs [B, 1]` side by side, `[B, 2]` in f32 (ids are exact below 2²⁴):
+/// what [`PendingSample`] reads in one transfer.
+pub fn id_logprob_pairs(ids: Tensor<2, Int>, logprobs: Tensor<2>) -> Tensor<2> {
+    Tensor::cat(vec![ids.float().cast(DType::F32), logprobs.cast(DType::F32)], 1)
 }
 
 /// The read-back of sampled ids and log-probabilities, started on the device's stream: work
@@ -125,7 +157,11 @@ impl PendingSample {
     /// Starts reading `ids` and `logprobs` (both `[B, 1]`) in one transfer (ids are exact in f32
     /// below 2^24): the first poll of the read queues the copy after the work it depends on.
     pub fn start(ids: Tensor<2, Int>, logprobs: Tensor<2>) -> Self {
-        let both = Tensor::cat(vec![ids.float().cast(DType::F32), logprobs.cast(DType::F32)], 1);
+        Self::read(id_logprob_pairs(ids, logprobs))
+    }
+
+    /// Starts reading `pairs [B, 2]` of [`id_logprob_pairs`].
+    pub fn read(both: Tensor<2>) -> Self {
         let mut read = Box::pin(async move { both.into_data_async().await.map_err(|e| e.to_string()) });
         let read = match read.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(result) => ReadState::Done(result),
