@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::model::config::{Architecture, Llama3RopeScaling, ModelConfig, RopeConfig};
+use crate::model::overwrite::overwrite;
 use crate::model::{CausalLm, RandomWeights, token_tensor};
 use crate::rollout::{self, GenerationRequest, SamplingParams, sampling};
 use crate::steering::Steering;
@@ -332,16 +333,16 @@ fn time_synced(device: &Device, n: usize, mut f: impl FnMut() -> Result<()>) -> 
     Ok(start.elapsed().as_secs_f64() / n.max(1) as f64)
 }
 
-/// Device copy bandwidth in GB/s: `y = x + 1` over 2^28 f32 (1 GiB read, 1 GiB written).
+/// Device copy bandwidth in GB/s: 2^28 f32 (1 GiB) read and written into a buffer allocated
+/// beforehand ([`overwrite`]), so that no allocation or first-use initialisation is timed.
 pub fn copy_bandwidth(device: &Device) -> Result<f64> {
     let n = 1usize << 28;
-    let x = Tensor::<1>::ones([n], (device, DType::F32));
-    let mut keep = None;
+    let src = Tensor::<1>::ones([n], (device, DType::F32));
+    let mut dst = Tensor::<1>::zeros([n], (device, DType::F32));
     let secs = time_synced(device, 5, || {
-        keep = Some(x.clone().add_scalar(1.0));
+        dst = overwrite(dst.clone(), src.clone());
         Ok(())
     })?;
-    drop(keep);
     Ok(2.0 * (n * 4) as f64 / secs / 1e9)
 }
 

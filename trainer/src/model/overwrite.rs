@@ -5,10 +5,11 @@
 //! buffers, or into the input's only where nothing else holds it; this operation writes into
 //! `dst`'s buffer whatever holds it.
 //!
-//! On backends without graphs (the CPU's flex) nothing records buffers, and the operation is
-//! `src` itself.
+//! On backends without graphs (the CPU's flex) nothing records buffers, and the operation is a
+//! copy of `src` into a new buffer.
 
 use burn::backend::tensor::FloatTensor;
+use burn::backend::ops::FloatTensorOps;
 use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::tensor::Tensor;
 use burn_cubecl::CubeBackend;
@@ -32,7 +33,7 @@ pub trait OverwriteOps: Backend {
 
 impl OverwriteOps for burn::backend::Flex {
     fn overwrite(_dst: FloatTensor<Self>, src: FloatTensor<Self>) -> FloatTensor<Self> {
-        src
+        Self::float_add_scalar(src, burn::backend::Scalar::Float(0.0))
     }
 }
 
@@ -61,7 +62,7 @@ impl OverwriteOps for CubeBackend {
 
 /// `src`'s values written into `dst`'s buffer (same shape and dtype, `dst` contiguous and
 /// without autodiff): the returned tensor is `dst`'s buffer on CubeCL backends, so launches
-/// recorded against it read the new values; elsewhere it is `src`. A `dst` of another shape or
+/// recorded against it read the new values; elsewhere it is a copy of `src`. A `dst` of another shape or
 /// dtype, or not contiguous, is not written: the result is then a copy of `src`.
 pub fn overwrite<const D: usize>(dst: Tensor<D>, src: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(Dispatch::overwrite(dst.into_dispatch(), src.into_dispatch()))
