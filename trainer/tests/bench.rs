@@ -33,8 +33,14 @@ fn generate_reports_throughput_bytes_per_step_and_a_profile() {
     let kv = 2 * 3 * 2 * 2 * 16 * (5 + 2);
     assert_eq!(report["decode_bytes_per_step"].as_f64(), Some(((weights + kv) * 4) as f64), "{report}");
     let profile = &report["profile"];
-    for key in ["layers_ms", "logits_ms", "sample_ms", "mlp_matmul_ms", "mlp_matmul_gbps", "copy_gbps", "roofline_fraction"] {
+    // Two rows: every weight twice (a multiply-add each), and 4 heads of 16 attending 7 positions in 3 layers.
+    let attention = 4 * 3 * 7 * 4 * 16;
+    assert_eq!(report["decode_flops_per_step"].as_f64(), Some((2 * 2 * weights + 2 * attention) as f64), "{report}");
+    for key in ["layers_ms", "logits_ms", "sample_ms", "mlp_matmul_ms", "mlp_matmul_gbps", "copy_gbps", "roofline_fraction", "memory_floor_ms"] {
         assert!(positive(&profile[key]), "{key}: {profile}");
+    }
+    for key in ["tensor_core_tflops", "tensor_core_max_rel_diff", "compute_floor_ms"] {
+        assert!(profile[key].is_null(), "no tensor cores on the CPU: {key}: {profile}");
     }
 }
 

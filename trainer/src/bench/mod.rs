@@ -18,6 +18,7 @@ use crate::rollout::{self, GenerationRequest, SamplingParams, sampling};
 use crate::steering::Steering;
 
 mod kernels;
+pub mod tensor_cores;
 pub use kernels::{AttentionComparison, KernelBench, KernelCheck, KernelReport, ProductForm, ProductTiming, kernel_tolerance, kernels};
 
 /// The model shapes with presets.
@@ -191,6 +192,10 @@ pub struct GenerateReport {
     /// Bytes a mean decode step reads at least: every weight once (the tied embedding once, as
     /// the output layer) plus the KV cache at the mean sequence length (of the full batch).
     pub decode_bytes_per_step: f64,
+    /// Floating-point operations of a mean decode step's products and attention (2 per
+    /// multiply-add): every weight matrix once per row, the output layer included, and the
+    /// scores and values of attention at the mean sequence length.
+    pub decode_flops_per_step: f64,
     /// Where a decode step's time goes, and the roofline (with `--profile`).
     pub profile: Option<DecodeProfile>,
     /// Token ids generated for the first prompt in the timed run. The same shape, seed and
@@ -220,6 +225,16 @@ pub struct DecodeProfile {
     pub copy_gbps: f64,
     /// `decode_bytes_per_step / decode step time / copy bandwidth` of the timed run.
     pub roofline_fraction: f64,
+    /// The device's rate of `16 × 16 × 16` tile products of the dtype into f32
+    /// ([`tensor_cores::tensor_core_rate`]), TFLOP/s; `None` on the CPU.
+    pub tensor_core_tflops: Option<f64>,
+    /// Largest relative difference of those tile products from burn's product of the same pair.
+    pub tensor_core_max_rel_diff: Option<f64>,
+    /// `decode_flops_per_step` at the tile-product rate: the least time a decode step's products
+    /// take on tensor cores, ms.
+    pub compute_floor_ms: Option<f64>,
+    /// `decode_bytes_per_step` at the copy bandwidth: the least time a decode step's reads take, ms.
+    pub memory_floor_ms: f64,
 }
 
 /// Runs the generation benchmark: a warm-up, then the timed run. The warm-up generates 4 tokens
@@ -273,10 +288,14 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
         .map(|c| c.tokens)
         .unwrap_or_default();
     let decode_step_ms = 1e3 * stats.decode_secs / stats.decode_steps.max(1) as f64;
-    let decode_bytes_per_step = decode_bytes(&lm, bench.batch, bench.prompt_len + bench.new_tokens / 2, dtype);
+    let mean_len = bench.prompt_len + bench.new_tokens / 2;
+    let decode_bytes_per_step = decode_bytes(&lm, bench.batch, mean_len, dtype);
+    let decode_flops_per_step = decode_flops(&lm, bench.batch, mean_len);
     let profile = if bench.profile {
         let mut profile = decode_profile(&lm, &steering, &prompts, bench, progress)?;
         profile.roofline_fraction = decode_bytes_per_step / (decode_step_ms * 1e-3) / (profile.copy_gbps * 1e9);
+        profile.memory_floor_ms = 1e3 * decode_bytes_per_step / (profile.copy_gbps * 1e9);
+        profile.compute_floor_ms = profile.tensor_core_tflops.map(|tflops| 1e3 * decode_flops_per_step / (tflops * 1e12));
         Some(profile)
     } else {
         None
@@ -296,6 +315,7 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
         replayed_steps: stats.replayed_steps,
         device_bytes_reserved: device.memory_pool_usage().map(|u| u.bytes_reserved),
         decode_bytes_per_step,
+        decode_flops_per_step,
         profile,
         first_completion,
     })
@@ -315,6 +335,16 @@ pub fn decode_bytes(lm: &CausalLm, batch: usize, len: usize, dtype: DType) -> f6
     let weights: usize = lm.named_weights().numel();
     let kv = 2 * c.num_layers * batch * c.num_kv_heads * c.head_dim * len;
     ((weights + kv) * dtype.size()) as f64
+}
+
+/// Floating-point operations of one decode step of `batch` rows at sequence length `len`: `2 ·
+/// batch` per weight of every product (the output layer included, the embedding lookup not)
+/// and `4 · batch · len · heads · head_dim` per layer for attention's scores and values.
+pub fn decode_flops(lm: &CausalLm, batch: usize, len: usize) -> f64 {
+    let c = &lm.config;
+    let product_weights = lm.named_weights().numel() - if c.tie_word_embeddings { 0 } else { c.vocab_size * c.hidden_size };
+    let attention = 4 * c.num_layers * len * c.num_heads * c.head_dim;
+    (2 * batch * product_weights + batch * attention) as f64
 }
 
 fn sync(device: &Device) -> Result<()> {
@@ -384,6 +414,8 @@ fn decode_profile(lm: &CausalLm, steering: &Steering, prompts: &[Vec<u32>], benc
         Ok(())
     })?;
     drop(y);
+    // 8 cubes of 4 planes per streaming multiprocessor of a large GPU (132 on an H100 or H200).
+    let tensor_core = tensor_cores::tensor_core_rate(device, lm.dtype, 4224, 2048)?;
     Ok(DecodeProfile {
         iterations,
         layers_ms: 1e3 * layers,
@@ -393,6 +425,10 @@ fn decode_profile(lm: &CausalLm, steering: &Steering, prompts: &[Vec<u32>], benc
         mlp_matmul_gbps: (h * i * lm.dtype.size()) as f64 / mlp / 1e9,
         copy_gbps: copy_bandwidth(device)?,
         roofline_fraction: 0.0,
+        tensor_core_tflops: tensor_core.map(|r| r.tflops),
+        tensor_core_max_rel_diff: tensor_core.map(|r| r.max_rel_diff),
+        compute_floor_ms: None,
+        memory_floor_ms: 0.0,
     })
 }
 

@@ -22,6 +22,19 @@ use kernel::overwrite_kernel;
 /// Units per cube.
 const UNITS: usize = 256;
 
+/// The most cubes one axis of a launch may have (Vulkan's and WebGPU's limit on a dispatch
+/// dimension).
+const MAX_CUBES_PER_AXIS: u32 = 65_535;
+
+/// The cubes of an elementwise launch of `units` units per cube over `elements` elements, spread
+/// over two axes so that neither passes [`MAX_CUBES_PER_AXIS`]; kernels index by `ABSOLUTE_POS`
+/// (linear over the axes) and skip the units past `elements`.
+pub(crate) fn elementwise_cube_count(elements: usize, units: usize) -> CubeCount {
+    let cubes = elements.div_ceil(units).max(1) as u32;
+    let rows = cubes.div_ceil(MAX_CUBES_PER_AXIS);
+    CubeCount::new_2d(cubes.div_ceil(rows), rows)
+}
+
 /// The overwrite, routed to each backend.
 #[backend_extension(Cube, Flex, Fusion)]
 pub trait OverwriteOps: Backend {
@@ -49,7 +62,7 @@ impl OverwriteOps for CubeBackend {
         let dtype = burn::backend::cubecl::dtype_to_storage_type(dst.dtype);
         overwrite_kernel::launch(
             &client,
-            CubeCount::new_1d(elements.div_ceil(UNITS) as u32),
+            elementwise_cube_count(elements, UNITS),
             CubeDim::new_1d(UNITS as u32),
             AddressType::U32.max(dst.required_address_type()),
             src.into_tensor_arg(),
@@ -87,6 +100,16 @@ mod tests {
     use burn::tensor::{Device, TensorData};
 
     use super::*;
+
+    #[test]
+    fn an_elementwise_launch_of_a_gib_keeps_each_axis_within_the_dispatch_limit() {
+        for elements in [1, 255, 256, 257, 65_535 * 256, 65_536 * 256, 1 << 28, (1 << 28) + 3] {
+            let CubeCount::Static(x, y, z) = elementwise_cube_count(elements, UNITS) else { panic!("a static count") };
+            assert!(x <= MAX_CUBES_PER_AXIS && y <= MAX_CUBES_PER_AXIS && z == 1, "{elements}: {x} × {y} × {z}");
+            let units = x as usize * y as usize * UNITS;
+            assert!(units >= elements && units < elements + (y as usize) * UNITS, "{elements}: {units} units");
+        }
+    }
 
     #[test]
     fn an_overwritten_tensor_holds_the_new_values() {

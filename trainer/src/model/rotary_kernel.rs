@@ -25,7 +25,9 @@ use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use cubecl::ir::AddressType;
-use cubecl::prelude::{CubeCount, CubeDim};
+use cubecl::prelude::CubeDim;
+
+use super::overwrite::elementwise_cube_count;
 
 use burn_cubecl::tensor::CubeTensor;
 
@@ -125,7 +127,7 @@ impl RotaryOps for CubeBackend {
         let dtype = burn::backend::cubecl::dtype_to_storage_type(x.dtype);
         rotary_kernel::launch(
             &client,
-            CubeCount::new_1d(elements.div_ceil(UNITS) as u32),
+            elementwise_cube_count(elements, UNITS),
             CubeDim::new_1d(UNITS as u32),
             AddressType::U32.max(x.required_address_type()).max(out.required_address_type()),
             x.into_tensor_arg(),
@@ -158,7 +160,7 @@ impl RotaryOps for CubeBackend {
         let dtype = burn::backend::cubecl::dtype_to_storage_type(qkv.dtype);
         rotary_into_cache_kernel::launch(
             &client,
-            CubeCount::new_1d(elements.div_ceil(UNITS) as u32),
+            elementwise_cube_count(elements, UNITS),
             CubeDim::new_1d(UNITS as u32),
             address,
             qkv.into_tensor_arg(),

@@ -36,7 +36,7 @@ pub const GPU_LENGTH_MULTIPLE: usize = 64;
 pub const MAX_BUFFER_BYTES: usize = 512 << 20;
 
 /// Whether `device` is the CPU backend (flex).
-fn on_cpu(device: &Device) -> bool {
+pub(crate) fn on_cpu(device: &Device) -> bool {
     matches!(device.clone().inner().as_dispatch(), burn::backend::DispatchDevice::Flex(_))
 }
 
