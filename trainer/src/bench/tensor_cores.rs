@@ -20,14 +20,11 @@ use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
-use burn_cubecl::tensor::CubeTensor;
-use cubecl::features::MmaConfig;
-use cubecl::ir::{ElemType, FloatKind};
 use cubecl::prelude::{CubeCount, CubeDim};
 
 use crate::device::sync;
 use crate::error::Result;
-use crate::model::decode_product::TILE;
+use crate::model::decode_product::{TILE, has_tile_products};
 use crate::model::transformer::on_cpu;
 
 use kernel::tile_products_kernel;
@@ -58,13 +55,6 @@ impl TileProductOps for burn::backend::Flex {
     fn tile_products(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, planes: FloatTensor<Self>, _repeats: usize) -> FloatTensor<Self> {
         composed::<Self>(lhs, rhs, planes)
     }
-}
-
-/// Whether the device multiplies `16 × 16 × 16` tiles of `dtype` into f32 with cooperative matrices.
-fn has_tile_products(t: &CubeTensor) -> bool {
-    let elem = burn::backend::cubecl::dtype_to_storage_type(t.dtype);
-    let config = MmaConfig { a_type: elem, b_type: elem, cd_type: ElemType::Float(FloatKind::F32), m: TILE as u32, n: TILE as u32, k: TILE as u32 };
-    t.client.properties().features.matmul.cmma.contains(&config)
 }
 
 impl TileProductOps for CubeBackend {
@@ -134,7 +124,7 @@ pub fn tensor_core_rate(device: &Device, dtype: DType, planes: usize, repeats: u
 mod kernel {
     use cubecl::prelude::*;
 
-    use super::{CHAINS, TILE};
+    use super::{CHAINS, PLANES, TILE};
 
     /// Plane `p` (of `CUBE_DIM_Y` per cube) loads `lhs` and `rhs`, accumulates their product
     /// `repeats` times in each of [`CHAINS`] f32 accumulators, and writes the accumulators' mean
@@ -165,7 +155,7 @@ mod kernel {
         }
         // Each plane's accumulators side by side in shared memory, then summed by its lanes.
         let values = comptime!(CHAINS * TILE * TILE);
-        let mut stage = Shared::<[f32]>::new_slice(comptime!(values * 4));
+        let mut stage = Shared::<[f32]>::new_slice(comptime!(values * PLANES));
         let base = UNIT_POS_Y as usize * values;
         #[unroll]
         for c in 0..CHAINS {

@@ -171,14 +171,20 @@ fn tiles_evenly(m: usize, k: usize, n: usize) -> bool {
 /// operand, and the device's cooperative matrices of that dtype with f32 accumulation.
 fn runs_on_tensor_cores(x: &CubeTensor, w: &CubeTensor, epilogue: &Epilogue<CubeBackend>) -> bool {
     let ([m, k], n) = (x.meta.shape().dims(), w.meta.shape()[0]);
-    let elem = burn::backend::cubecl::dtype_to_storage_type(x.dtype);
-    let config = MmaConfig { a_type: elem, b_type: elem, cd_type: ElemType::Float(FloatKind::F32), m: TILE as u32, n: TILE as u32, k: TILE as u32 };
     let same = |t: &CubeTensor| t.dtype == x.dtype;
     tiles_evenly(m, k, n)
         && same(w)
         && epilogue.up.as_ref().is_none_or(|up| same(up) && up.meta.shape() == w.meta.shape())
         && [&epilogue.bias, &epilogue.residual].into_iter().flatten().all(same)
-        && x.client.properties().features.matmul.cmma.contains(&config)
+        && has_tile_products(x)
+}
+
+/// Whether `t`'s device multiplies `16 × 16 × 16` tiles of `t`'s dtype into f32 with
+/// cooperative matrices (tensor cores).
+pub(crate) fn has_tile_products(t: &CubeTensor) -> bool {
+    let elem = burn::backend::cubecl::dtype_to_storage_type(t.dtype);
+    let config = MmaConfig { a_type: elem, b_type: elem, cd_type: ElemType::Float(FloatKind::F32), m: TILE as u32, n: TILE as u32, k: TILE as u32 };
+    t.client.properties().features.matmul.cmma.contains(&config)
 }
 
 fn product_on_cube(x: CubeTensor, w: CubeTensor, epilogue: Epilogue<CubeBackend>) -> CubeTensor {
