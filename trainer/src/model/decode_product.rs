@@ -8,21 +8,25 @@
 //! (docs/performance.md). An earlier version of this kernel without tensor cores was bound by
 //! instructions instead: at 64 rows a product does 64 multiply-adds per weight element read.
 //!
-//! Here every cube owns one strip of [`TILE`] output columns and `16 · row_tiles` rows (all `M`
-//! where they fit, see [`Layout`]), and its planes (warps) split `K` between them: each plane
-//! loads the `16 × 16` tiles of `x` and of the weight it needs next with 16-byte vector loads
-//! into registers while it multiplies the current ones, staged in its own part of shared memory,
-//! with cooperative-matrix instructions (tensor cores), accumulating in f32; the planes' sums then
-//! meet in shared memory. The first version of this kernel loaded its tiles with
-//! cooperative-matrix loads straight from global memory: on an H200 each plane took 3–5 µs per
-//! tile of `K`, whatever the planes per cube or the loads in flight (docs/performance.md).
+//! Here every cube owns all `M = 16 · row_tiles` rows of a block of `16 · col_tiles` output
+//! columns (see [`Plan`]), one plane (warp) per `16 × 16` output tile, so that no plane's sums
+//! need another's: the whole cube loads the next stage of `K` (`16 · stage_tiles` columns of `x`'s
+//! rows and of the weight's block) with 16-byte vector loads into registers while it multiplies
+//! the current stage from shared memory with cooperative-matrix instructions (tensor cores),
+//! accumulating in f32, and the weight is read once. Where the column blocks alone are too few to
+//! fill the GPU (q/k/v, `o_proj`, `down_proj` at 64 rows), `K` is split between cubes that
+//! write f32 partial sums, and a second launch adds them. Two earlier versions split `K` between
+//! the planes of a cube that owned one strip of 16 columns instead: their planes' sums met in
+//! shared memory in rounds, and each plane took 3–5 µs per tile of `K` on an H200, whether it
+//! loaded its tiles with cooperative-matrix loads from global memory or staged them through
+//! shared memory (docs/performance.md).
 //!
 //! Two forms share the kernel:
 //! - [`decode_product`]: `x · wᵀ`, with an optional bias `[N]` and an optional residual `[M, N]`
 //!   added in f32 before the one rounding to the dtype (linear maps with a bias, `down_proj` with
 //!   a steering vector, and the residual stream added to `o_proj`'s and `down_proj`'s output);
 //! - [`decode_gated_product`]: `silu(x · gateᵀ) ⊙ (x · upᵀ)`, the MLP's first half in one launch
-//!   instead of three (two products and the gating): each cube reads the same strip of both
+//!   instead of three (two products and the gating): each cube reads the same block of both
 //!   weights.
 //!
 //! It runs where the device has `16 × 16 × 16` cooperative matrices of the dtype with f32
@@ -34,7 +38,7 @@
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
-use burn::tensor::{Shape, Tensor};
+use burn::tensor::{DType, Shape, Tensor};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
@@ -43,12 +47,18 @@ use cubecl::features::MmaConfig;
 use cubecl::ir::{AddressType, ElemType, FloatKind};
 use cubecl::prelude::{CubeCount, CubeDim};
 
-use kernel::decode_product_kernel;
+use kernel::{decode_product_kernel, sum_partials_kernel};
 
 /// Rows, columns and depth of one cooperative-matrix tile.
 pub const TILE: usize = 16;
-/// Most planes per cube (each takes every `PLANES`-th tile of `K`); a power of two.
+/// Most planes per cube (one per output tile); a power of two.
 pub const PLANES: usize = 16;
+/// Cubes per streaming multiprocessor that a product's split of `K` aims at.
+const CUBES_PER_SM: usize = 2;
+/// Streaming multiprocessors assumed where the runtime does not say (an H100's or H200's 132).
+const DEFAULT_SMS: usize = 132;
+/// Units per cube of the launch that adds partial sums.
+const SUM_UNITS: usize = 256;
 /// Shared memory one cube may use: its planes' staged tiles and their sums (Vulkan guarantees
 /// 16 KiB; NVIDIA's GPUs give 48 KiB).
 const SHARED_BYTES: usize = 40 * 1024;
@@ -197,143 +207,187 @@ fn launch(x: CubeTensor, w: CubeTensor, epilogue: Epilogue<CubeBackend>) -> Cube
     let n = w.meta.shape()[0];
     let out = empty_device_dtype(x.client.clone(), x.device.clone(), Shape::new([m, n]), x.dtype);
     let client = x.client.clone();
-    let plane = client.properties().hardware.plane_size_max.max(1) as usize;
+    let hardware = &client.properties().hardware;
+    let plane = hardware.plane_size_max.max(1) as usize;
+    let target_cubes = CUBES_PER_SM * hardware.num_streaming_multiprocessors.map_or(DEFAULT_SMS, |s| s as usize);
     let Epilogue { up, bias, residual } = epilogue;
     let (gated, has_bias, has_residual) = (up.is_some(), bias.is_some(), residual.is_some());
-    let layout = Layout::choose(m / TILE, k / TILE, gated, x.dtype.size());
+    let plan = Plan::choose(m / TILE, n / TILE, k / TILE, gated, x.dtype.size(), target_cubes);
+    let parts = if gated { 2 } else { 1 };
     // An absent operand is given as `x` in its place (read by no instruction: the comptime flags
     // remove the reads).
     let [up, bias, residual] = [up, bias, residual].map(|t| t.map_or_else(|| x.clone(), into_contiguous));
-    let address = [&w, &up, &bias, &residual, &out].iter().fold(AddressType::U32.max(x.required_address_type()), |a, t| a.max(t.required_address_type()));
+    let split = plan.splits > 1;
+    // The f32 partial sums `[splits, parts, M, N]` of a split `K` (one unused element otherwise).
+    let partial_shape = if split { Shape::new([plan.splits * parts * m, n]) } else { Shape::new([1, 1]) };
+    let partials = empty_device_dtype(client.clone(), x.device.clone(), partial_shape, DType::F32);
+    let address = [&w, &up, &bias, &residual, &out, &partials].iter().fold(AddressType::U32.max(x.required_address_type()), |a, t| a.max(t.required_address_type()));
     let dtype = burn::backend::cubecl::dtype_to_storage_type(x.dtype);
     let vector = VECTOR_BYTES / x.dtype.size();
     decode_product_kernel::launch(
         &client,
-        CubeCount::new_2d((n / TILE) as u32, (m / TILE / layout.row_tiles) as u32),
-        CubeDim::new_2d(plane as u32, layout.planes as u32),
+        CubeCount::new_2d((n / TILE / plan.col_tiles) as u32, plan.splits as u32),
+        CubeDim::new_2d(plane as u32, (plan.row_tiles * plan.col_tiles) as u32),
         address,
         vector,
         x.into_tensor_arg(),
         w.into_tensor_arg(),
-        up.into_tensor_arg(),
-        bias.into_tensor_arg(),
-        residual.into_tensor_arg(),
+        up.clone().into_tensor_arg(),
+        bias.clone().into_tensor_arg(),
+        residual.clone().into_tensor_arg(),
         out.clone().into_tensor_arg(),
-        layout.row_tiles,
-        layout.planes,
-        layout.round_planes,
+        partials.clone().into_tensor_arg(),
+        plan.row_tiles,
+        plan.col_tiles,
+        plan.stage_tiles,
+        plan.stages_per_split,
         plane,
-        gated,
-        has_bias,
-        has_residual,
+        Finish { gated, has_bias, has_residual },
+        split,
         vector,
         dtype,
     );
+    if split {
+        sum_partials_kernel::launch(
+            &client,
+            CubeCount::new_1d((m * n).div_ceil(SUM_UNITS) as u32),
+            CubeDim::new_1d(SUM_UNITS as u32),
+            address,
+            partials.into_tensor_arg(),
+            bias.into_tensor_arg(),
+            residual.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            plan.splits,
+            Finish { gated, has_bias, has_residual },
+            dtype,
+        );
+    }
     out
 }
 
-/// How one product is split between cubes and planes: each cube computes `16 · row_tiles` rows
-/// of one strip of [`TILE`] columns, its `planes` planes each take every `planes`-th tile of `K`,
-/// and their sums meet in shared memory `round_planes` planes at a time.
+/// How one product is split between cubes and planes: each cube computes all `16 · row_tiles`
+/// rows of a block of `16 · col_tiles` columns over one split of `K`, one plane per `16 × 16`
+/// output tile (two sums per plane when gated); `K` goes through shared memory `stage_tiles`
+/// tiles of 16 at a time, and `splits` cubes share each column block, `stages_per_split` stages
+/// each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Layout {
+struct Plan {
     row_tiles: usize,
-    planes: usize,
-    round_planes: usize,
+    col_tiles: usize,
+    stage_tiles: usize,
+    splits: usize,
+    stages_per_split: usize,
 }
 
-impl Layout {
-    /// The layout for `m_tiles`, `k_tiles` tiles of rows and of `K`: the most planes (up to
-    /// [`PLANES`], at least 4 tiles of `K` each) whose staging and sums fit in
-    /// [`SHARED_BYTES`], with all rows in one cube where they fit and half as many otherwise.
-    fn choose(m_tiles: usize, k_tiles: usize, gated: bool, elem: usize) -> Self {
-        let most = (k_tiles / 4).clamp(1, PLANES);
-        let mut planes = 1 << most.ilog2();
-        let mut row_tiles = m_tiles;
-        loop {
-            if let Some(layout) = Self::fitting(row_tiles, planes, gated, elem) {
-                return layout;
-            }
-            if row_tiles > 1 && row_tiles % 2 == 0 {
-                row_tiles /= 2;
-            } else {
-                planes /= 2;
-            }
-        }
-    }
-
-    /// `row_tiles` and `planes` with the most planes per round that fit in shared memory, for
-    /// elements of `elem` bytes.
-    fn fitting(row_tiles: usize, planes: usize, gated: bool, elem: usize) -> Option<Self> {
+impl Plan {
+    /// The plan for `m_tiles`, `n_tiles`, `k_tiles` tiles of rows, columns and `K`, elements of
+    /// `elem` bytes: up to [`PLANES`] planes (half as many when gated) whose staged tiles and
+    /// sums fit in [`SHARED_BYTES`], and `K` split until there are about `target_cubes` cubes.
+    fn choose(m_tiles: usize, n_tiles: usize, k_tiles: usize, gated: bool, elem: usize, target_cubes: usize) -> Self {
         let parts = if gated { 2 } else { 1 };
-        let tile_bytes = TILE * TILE * elem;
-        let staging = planes * (row_tiles + parts) * tile_bytes;
-        let values = parts * row_tiles * TILE * TILE * 4;
-        let mut round_planes = planes;
-        while round_planes >= 1 {
-            if staging + (round_planes + 1) * values <= SHARED_BYTES {
-                return Some(Self { row_tiles, planes, round_planes });
-            }
-            round_planes /= 2;
+        let row_tiles = m_tiles;
+        let mut col_tiles = 1;
+        while col_tiles * 2 * row_tiles * parts <= PLANES && n_tiles.is_multiple_of(col_tiles * 2) {
+            col_tiles *= 2;
         }
-        None
+        let mut stage_tiles = [4, 2, 1].into_iter().find(|t| k_tiles.is_multiple_of(*t)).unwrap_or(1);
+        // Staged rows carry one vector of padding (see the kernel's `stash`).
+        let bytes = |cols: usize, stage: usize| (row_tiles + parts * cols) * TILE * (stage * TILE * elem + VECTOR_BYTES) + parts * row_tiles * cols * TILE * TILE * 4;
+        while bytes(col_tiles, stage_tiles) > SHARED_BYTES && (col_tiles > 1 || stage_tiles > 1) {
+            if col_tiles > 1 { col_tiles /= 2 } else { stage_tiles /= 2 }
+        }
+        let stages = k_tiles / stage_tiles;
+        let blocks = n_tiles / col_tiles;
+        let per = stages.div_ceil(target_cubes.div_ceil(blocks).clamp(1, stages.max(1))).max(1);
+        Self { row_tiles, col_tiles, stage_tiles, splits: stages.div_ceil(per).max(1), stages_per_split: per }
     }
 }
 
-/// The kernel, apart from burn's `Tensor` (CubeCL has its own).
+/// What is added to or multiplied with a product's f32 sums before its one rounding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Finish {
+    /// `silu(x·wᵀ) ⊙ (x·upᵀ)`.
+    gated: bool,
+    /// `+ bias [N]`.
+    has_bias: bool,
+    /// `+ residual [M, N]`.
+    has_residual: bool,
+}
+
+/// The kernels, apart from burn's `Tensor` (CubeCL has its own).
 mod kernel {
     use cubecl::prelude::*;
 
-    use super::TILE;
+    use super::{Finish, TILE};
 
-    /// Loads tile `t` of `K` of the `count` vectors of rows `first..` of `src` (`[R, K]` as
-    /// vectors of `N = vector` elements) into this unit's `regs`: vector `i = j · plane_size + lane` of the tile
-    /// (row-major, `16 / N` vectors per row) goes to `regs[j]`.
+    /// Loads stage `stage` (`per_row` vectors of each row) of rows `first..` of `src` (`[R, K]`
+    /// as vectors of `N = vector` elements, `row_vectors` per row): vector `i = j · threads + t`
+    /// of the stage (row-major) goes to unit `t`'s `regs[j]`.
     #[cube]
+    #[allow(clippy::too_many_arguments)]
     fn fetch<F: Float, N: Size>(
         src: &Tensor<Vector<F, N>>,
         regs: &mut Array<Vector<F, N>>,
         first: usize,
-        t: usize,
+        stage: usize,
+        row_vectors: usize,
+        #[comptime] per_row: usize,
         #[comptime] count: usize,
-        #[comptime] plane_size: usize,
-        #[comptime] vector: usize,
+        #[comptime] threads: usize,
     ) {
-        let per_row = comptime!(TILE / vector);
-        let row_vectors = src.shape(1) / vector;
-        let lane = UNIT_POS_X as usize;
+        let unit = UNIT_POS as usize;
         #[unroll]
-        for j in 0..comptime!(count.div_ceil(plane_size)) {
-            let i = j * plane_size + lane;
+        for j in 0..comptime!(count.div_ceil(threads)) {
+            let i = j * threads + unit;
             if i < count {
-                regs[j] = src[(first + i / per_row) * row_vectors + t * per_row + i % per_row];
+                regs[j] = src[(first + i / per_row) * row_vectors + stage * per_row + i % per_row];
             }
         }
     }
 
-    /// Stores what [`fetch`] loaded into `stage[offset..offset + count]`.
+    /// Stores what [`fetch`] loaded into `stage`, rows `per_row + 1` vectors apart (the extra
+    /// vector shifts consecutive rows to other shared-memory banks for the cooperative-matrix
+    /// loads, which read a column of rows at a time).
     #[cube]
-    fn stash<F: Float, N: Size>(regs: &Array<Vector<F, N>>, stage: &mut Shared<[Vector<F, N>]>, offset: usize, #[comptime] count: usize, #[comptime] plane_size: usize) {
-        let lane = UNIT_POS_X as usize;
+    fn stash<F: Float, N: Size>(regs: &Array<Vector<F, N>>, stage: &mut Shared<[Vector<F, N>]>, #[comptime] per_row: usize, #[comptime] count: usize, #[comptime] threads: usize) {
+        let unit = UNIT_POS as usize;
         #[unroll]
-        for j in 0..comptime!(count.div_ceil(plane_size)) {
-            let i = j * plane_size + lane;
+        for j in 0..comptime!(count.div_ceil(threads)) {
+            let i = j * threads + unit;
             if i < count {
-                stage[offset + i] = regs[j];
+                stage[(i / per_row) * (per_row + 1) + i % per_row] = regs[j];
             }
         }
     }
 
-    /// Cube `(c, g)` computes columns `16c..16c+16` of `out [M, N]` for the `16 · row_tiles`
-    /// rows of row group `g`, from `x [M, K]` and `w [N, K]` (contiguous, read as vectors of `N = vector`
-    /// elements; `K` and `N` multiples of 16). Plane `p` of `planes` (each of `plane_size`
-    /// units) takes the tiles `p, p + planes, …` of `K`: it loads the next tile's `x` rows and
-    /// weight strip into registers with vector loads while it multiplies the current one, staged
-    /// in its own part of shared memory, with cooperative-matrix instructions into f32 sums.
-    /// The planes' sums are added in shared memory, `round_planes` planes at a time. With
-    /// `gated`, the cube also multiplies `x` by the same strip of `up [N, K]` and writes
-    /// `silu(x·wᵀ) ⊙ (x·upᵀ)`; with `has_bias` and `has_residual`, it adds `bias [N]` and
-    /// `residual [M, N]` before the rounding (a gated product has neither).
+    /// Output `[row, col]` of `out [M, N]` from its f32 sums `value = x·wᵀ` and (gated)
+    /// `up_value = x·upᵀ`.
+    #[cube]
+    #[allow(clippy::too_many_arguments)]
+    fn finished<F: Float>(value: f32, up_value: f32, bias: &Tensor<F>, residual: &Tensor<F>, row: usize, col: usize, n: usize, #[comptime] finish: Finish) -> F {
+        let mut value = value;
+        if finish.has_bias {
+            value += f32::cast_from(bias[col]);
+        }
+        if finish.has_residual {
+            value += f32::cast_from(residual[row * n + col]);
+        }
+        if finish.gated {
+            value = value / (1.0 + f32::exp(-value)) * up_value;
+        }
+        F::cast_from(value)
+    }
+
+    /// Cube `(c, s)` computes columns `16·col_tiles·c ..` (`16·col_tiles` of them) of all rows
+    /// of `out [M, N]` (`M = 16·row_tiles`) over stages `s·stages_per_split ..` of `K`, from
+    /// `x [M, K]` and `w [N, K]` (contiguous, read as vectors of `N = vector` elements; `K` a
+    /// multiple of `16·stage_tiles`). Plane `(r, c')` owns output tile `(r, c')`. Each stage's
+    /// `16·stage_tiles` columns of `K` of `x`'s rows and of the weight's block are loaded by the
+    /// whole cube with vector loads into registers while the previous stage is multiplied from
+    /// shared memory, with cooperative-matrix instructions into f32 sums. With `split`, the sums
+    /// go to `partials [splits, parts, M, N]` for [`sum_partials_kernel`]; otherwise `finish`
+    /// (bias, residual, or with `gated` the same block of `up [N, K]` and
+    /// `silu(x·wᵀ) ⊙ (x·upᵀ)`) is applied and the result rounded into `out`.
     #[cube(launch, address_type = "dynamic")]
     #[allow(clippy::too_many_arguments)]
     pub(super) fn decode_product_kernel<F: Float, N: Size>(
@@ -343,135 +397,143 @@ mod kernel {
         bias: &Tensor<F>,
         residual: &Tensor<F>,
         out: &mut Tensor<F>,
+        partials: &mut Tensor<f32>,
         #[comptime] row_tiles: usize,
-        #[comptime] planes: usize,
-        #[comptime] round_planes: usize,
+        #[comptime] col_tiles: usize,
+        #[comptime] stage_tiles: usize,
+        #[comptime] stages_per_split: usize,
         #[comptime] plane_size: usize,
-        #[comptime] gated: bool,
-        #[comptime] has_bias: bool,
-        #[comptime] has_residual: bool,
+        #[comptime] finish: Finish,
+        #[comptime] split: bool,
         #[comptime] vector: usize,
         #[define(F)] _dtype: ElemType,
     ) {
-        let tile_vectors = comptime!(TILE * TILE / vector);
-        let x_vectors = comptime!(row_tiles * tile_vectors);
-        let stage_len = comptime!(x_vectors + if gated { 2 * tile_vectors } else { tile_vectors });
-        let n = out.shape(1);
-        let tiles = x.shape(1) / TILE;
-        let col0 = CUBE_POS_X as usize * TILE;
-        let row0 = CUBE_POS_Y as usize * row_tiles * TILE;
-        let plane = UNIT_POS_Y as usize;
-        // This plane's staged tiles: x's rows, then the weight's strip, then up's.
-        let mut stage = Shared::<[Vector<F, N>]>::new_slice(planes * stage_len);
-        let base = plane * stage_len;
-        let (w_at, up_at) = (base + x_vectors, base + x_vectors + tile_vectors);
-        let mut x_regs = Array::<Vector<F, N>>::new(comptime!(x_vectors.div_ceil(plane_size)));
-        let mut w_regs = Array::<Vector<F, N>>::new(comptime!(tile_vectors.div_ceil(plane_size)));
-        let mut up_regs = Array::<Vector<F, N>>::new(comptime!(tile_vectors.div_ceil(plane_size)));
-        // Accumulators of `x · wᵀ` and (gated) of `x · upᵀ` for each row tile; `up_sums` and
-        // `up_weight` stay unused without `gated`.
-        let mut sums = Sequence::<cmma::Matrix<f32>>::new();
-        let mut up_sums = Sequence::<cmma::Matrix<f32>>::new();
-        #[unroll]
-        for _ in 0..row_tiles {
-            sums.push(cmma::Matrix::<f32>::from_value(cmma::MatrixIdent::Accumulator, TILE, TILE, TILE, cmma::MatrixLayout::Undefined, 0.0));
-            up_sums.push(cmma::Matrix::<f32>::from_value(cmma::MatrixIdent::Accumulator, TILE, TILE, TILE, cmma::MatrixLayout::Undefined, 0.0));
+        let stage_k = comptime!(stage_tiles * TILE);
+        let per_row = comptime!(stage_k / vector);
+        let x_count = comptime!(row_tiles * TILE * per_row);
+        let w_count = comptime!(col_tiles * TILE * per_row);
+        let threads = comptime!(row_tiles * col_tiles * plane_size);
+        let width = comptime!(col_tiles * TILE);
+        let block = comptime!(row_tiles * TILE * col_tiles * TILE);
+        let (m, n) = (out.shape(0), out.shape(1));
+        let row_vectors = x.shape(1) / vector;
+        let stages = row_vectors / per_row;
+        let col0 = CUBE_POS_X as usize * width;
+        let first = CUBE_POS_Y as usize * stages_per_split;
+        let mut last = first + stages_per_split;
+        if last > stages {
+            last = stages;
         }
+        let plane = UNIT_POS_Y as usize;
+        let (r, c) = (plane / col_tiles, plane % col_tiles);
+        // Staged rows are `per_row + 1` vectors apart (see `stash`).
+        let stride = comptime!(per_row + 1);
+        let mut xs = Shared::<[Vector<F, N>]>::new_slice(comptime!(row_tiles * TILE * stride));
+        let mut ws = Shared::<[Vector<F, N>]>::new_slice(comptime!(col_tiles * TILE * stride));
+        let mut ups = Shared::<[Vector<F, N>]>::new_slice(comptime!(if finish.gated { col_tiles * TILE * stride } else { 1 }));
+        let mut x_regs = Array::<Vector<F, N>>::new(comptime!(x_count.div_ceil(threads)));
+        let mut w_regs = Array::<Vector<F, N>>::new(comptime!(w_count.div_ceil(threads)));
+        let mut up_regs = Array::<Vector<F, N>>::new(comptime!(w_count.div_ceil(threads)));
+        let sum = cmma::Matrix::<f32>::from_value(cmma::MatrixIdent::Accumulator, TILE, TILE, TILE, cmma::MatrixLayout::Undefined, 0.0);
+        let up_sum = cmma::Matrix::<f32>::from_value(cmma::MatrixIdent::Accumulator, TILE, TILE, TILE, cmma::MatrixLayout::Undefined, 0.0);
         let mut rows = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::A, TILE, TILE, TILE, cmma::MatrixLayout::RowMajor, F::from_int(0));
         let mut weight = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::B, TILE, TILE, TILE, cmma::MatrixLayout::ColMajor, F::from_int(0));
         let mut up_weight = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::B, TILE, TILE, TILE, cmma::MatrixLayout::ColMajor, F::from_int(0));
-        if plane < tiles {
-            fetch(x, &mut x_regs, row0, plane, x_vectors, plane_size, vector);
-            fetch(w, &mut w_regs, col0, plane, tile_vectors, plane_size, vector);
-            if gated {
-                fetch(up, &mut up_regs, col0, plane, tile_vectors, plane_size, vector);
+        if first < last {
+            fetch(x, &mut x_regs, 0, first, row_vectors, per_row, x_count, threads);
+            fetch(w, &mut w_regs, col0, first, row_vectors, per_row, w_count, threads);
+            if finish.gated {
+                fetch(up, &mut up_regs, col0, first, row_vectors, per_row, w_count, threads);
             }
         }
-        for t in range_stepped(plane, tiles, planes) {
-            stash(&x_regs, &mut stage, base, x_vectors, plane_size);
-            stash(&w_regs, &mut stage, w_at, tile_vectors, plane_size);
-            if gated {
-                stash(&up_regs, &mut stage, up_at, tile_vectors, plane_size);
+        for stage in first..last {
+            stash(&x_regs, &mut xs, per_row, x_count, threads);
+            stash(&w_regs, &mut ws, per_row, w_count, threads);
+            if finish.gated {
+                stash(&up_regs, &mut ups, per_row, w_count, threads);
             }
-            sync_plane();
-            // The next tile's loads are in flight while this one is multiplied.
-            let next = t + planes;
-            if next < tiles {
-                fetch(x, &mut x_regs, row0, next, x_vectors, plane_size, vector);
-                fetch(w, &mut w_regs, col0, next, tile_vectors, plane_size, vector);
-                if gated {
-                    fetch(up, &mut up_regs, col0, next, tile_vectors, plane_size, vector);
+            sync_cube();
+            // The next stage's loads are in flight while this one is multiplied.
+            if stage + 1 < last {
+                fetch(x, &mut x_regs, 0, stage + 1, row_vectors, per_row, x_count, threads);
+                fetch(w, &mut w_regs, col0, stage + 1, row_vectors, per_row, w_count, threads);
+                if finish.gated {
+                    fetch(up, &mut up_regs, col0, stage + 1, row_vectors, per_row, w_count, threads);
                 }
-            }
-            cmma::load(&mut weight, stage.slice(w_at, w_at + tile_vectors), TILE as u32);
-            if gated {
-                cmma::load(&mut up_weight, stage.slice(up_at, up_at + tile_vectors), TILE as u32);
             }
             #[unroll]
-            for r in 0..row_tiles {
-                let start = base + r * tile_vectors;
-                cmma::load(&mut rows, stage.slice(start, start + tile_vectors), TILE as u32);
-                let sum = sums.index(r);
-                cmma::execute::<F, F, f32, f32, cmma::Plane>(&rows, &weight, sum, sum);
-                if gated {
-                    let up_sum = up_sums.index(r);
-                    cmma::execute::<F, F, f32, f32, cmma::Plane>(&rows, &up_weight, up_sum, up_sum);
-                }
-            }
-            sync_plane();
-        }
-        // The planes' sums: `values` per plane, element `i` = (part, row, column in the strip)
-        // with part 0 for `w` and 1 for `up`, summed into `total` by `round_planes` planes at a
-        // time.
-        let block = row_tiles * TILE * TILE;
-        let values = comptime!(if gated { 2 * block } else { block });
-        let threads = planes * plane_size;
-        let mut partial = Shared::<[f32]>::new_slice(round_planes * values);
-        let mut total = Shared::<[f32]>::new_slice(values);
-        for i in range_stepped(UNIT_POS as usize, values, threads) {
-            total[i] = 0.0;
-        }
-        #[unroll]
-        for round in 0..planes / round_planes {
-            if plane / round_planes == round {
-                let slot = plane % round_planes;
-                #[unroll]
-                for r in 0..row_tiles {
-                    let start = slot * values + r * TILE * TILE;
-                    cmma::store(partial.slice_mut(start, start + TILE * TILE), sums.index(r), TILE as u32, cmma::MatrixLayout::RowMajor);
-                    if gated {
-                        let start = start + block;
-                        cmma::store(partial.slice_mut(start, start + TILE * TILE), up_sums.index(r), TILE as u32, cmma::MatrixLayout::RowMajor);
-                    }
+            for t in 0..stage_tiles {
+                // Tile `t` of the stage: 16 staged rows from the tile's first element.
+                let (x_at, w_at) = ((r * TILE * stride) + t * (TILE / vector), (c * TILE * stride) + t * (TILE / vector));
+                let span = comptime!((TILE - 1) * stride + TILE / vector);
+                let pitch = comptime!((stride * vector) as u32);
+                cmma::load(&mut rows, xs.slice(x_at, x_at + span), pitch);
+                cmma::load(&mut weight, ws.slice(w_at, w_at + span), pitch);
+                cmma::execute::<F, F, f32, f32, cmma::Plane>(&rows, &weight, &sum, &sum);
+                if finish.gated {
+                    cmma::load(&mut up_weight, ups.slice(w_at, w_at + span), pitch);
+                    cmma::execute::<F, F, f32, f32, cmma::Plane>(&rows, &up_weight, &up_sum, &up_sum);
                 }
             }
             sync_cube();
-            for i in range_stepped(UNIT_POS as usize, values, threads) {
-                let mut sum = total[i];
-                #[unroll]
-                for s in 0..round_planes {
-                    sum += partial[s * values + i];
-                }
-                total[i] = sum;
-            }
-            sync_cube();
         }
+        // The block's sums `[parts, 16·row_tiles, 16·col_tiles]` (part 1: `x·upᵀ`).
+        let mut sums = Shared::<[f32]>::new_slice(comptime!(if finish.gated { 2 * block } else { block }));
+        let at = r * TILE * width + c * TILE;
+        cmma::store(sums.slice_mut(at, at + (TILE - 1) * width + TILE), &sum, width as u32, cmma::MatrixLayout::RowMajor);
+        if finish.gated {
+            let at = at + block;
+            cmma::store(sums.slice_mut(at, at + (TILE - 1) * width + TILE), &up_sum, width as u32, cmma::MatrixLayout::RowMajor);
+        }
+        sync_cube();
         for i in range_stepped(UNIT_POS as usize, block, threads) {
-            // i = (row tile, row in tile, column in tile) = (row in the group, column in tile)
-            let row = row0 + i / TILE;
-            let col = col0 + i % TILE;
-            let mut value = total[i];
-            if has_bias {
-                value += f32::cast_from(bias[col]);
+            let (row, col) = (i / width, col0 + i % width);
+            if split {
+                let parts = comptime!(if finish.gated { 2 } else { 1 });
+                let slot = CUBE_POS_Y as usize * parts;
+                partials[(slot * m + row) * n + col] = sums[i];
+                if finish.gated {
+                    partials[((slot + 1) * m + row) * n + col] = sums[block + i];
+                }
+            } else {
+                let mut up_value = 0.0;
+                if finish.gated {
+                    up_value = sums[block + i];
+                }
+                out[row * n + col] = finished(sums[i], up_value, bias, residual, row, col, n, finish);
             }
-            if has_residual {
-                value += f32::cast_from(residual[row * n + col]);
-            }
-            if gated {
-                value = value / (1.0 + f32::exp(-value)) * total[block + i];
-            }
-            out[row * n + col] = F::cast_from(value);
         }
+    }
+
+    /// Unit `i` adds element `i` of the `splits` partial sums `[splits, parts, M, N]` of
+    /// [`decode_product_kernel`] and writes it finished into `out [M, N]`.
+    #[cube(launch, address_type = "dynamic")]
+    pub(super) fn sum_partials_kernel<F: Float>(
+        partials: &Tensor<f32>,
+        bias: &Tensor<F>,
+        residual: &Tensor<F>,
+        out: &mut Tensor<F>,
+        #[comptime] splits: usize,
+        #[comptime] finish: Finish,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i >= out.len() {
+            terminate!();
+        }
+        let n = out.shape(1);
+        let size = out.len();
+        let parts = comptime!(if finish.gated { 2 } else { 1 });
+        let mut value = 0.0;
+        let mut up_value = 0.0;
+        #[unroll]
+        for s in 0..splits {
+            value += partials[s * parts * size + i];
+            if finish.gated {
+                up_value += partials[(s * parts + 1) * size + i];
+            }
+        }
+        out[i] = finished(value, up_value, bias, residual, i / n, i % n, n, finish);
     }
 }
 
@@ -490,25 +552,26 @@ mod tests {
     }
 
     #[test]
-    fn layouts_take_the_most_planes_that_fit_in_shared_memory_and_split_rows_evenly() {
-        let layout = |row_tiles, planes, round_planes| Layout { row_tiles, planes, round_planes };
-        // The 1.5B shape's maps at 64 rows: 16 planes leave room for 32 rows per cube.
-        assert_eq!(Layout::choose(4, 96, false, 2), layout(2, 16, 4));
-        assert_eq!(Layout::choose(4, 96, true, 2), layout(2, 16, 1));
-        assert_eq!(Layout::choose(4, 560, false, 2), layout(2, 16, 4));
-        // Few tiles of `K`: at least four per plane; an odd count of row tiles stays whole.
-        assert_eq!(Layout::choose(3, 20, false, 2), layout(3, 4, 4));
-        assert_eq!(Layout::choose(1, 1, true, 2), layout(1, 1, 1));
+    fn plans_fit_shared_memory_split_k_towards_the_target_cube_count_and_cover_every_stage() {
+        let plan = |row_tiles, col_tiles, stage_tiles, splits, stages_per_split| Plan { row_tiles, col_tiles, stage_tiles, splits, stages_per_split };
+        // The 1.5B shape at 64 rows, aiming at 264 cubes: q/k/v (N = 2048) and down_proj
+        // (K = 8960) split K; gate/up (N = 8960, gated) has 280 blocks already.
+        assert_eq!(Plan::choose(4, 128, 96, false, 2, 264), plan(4, 4, 4, 8, 3));
+        assert_eq!(Plan::choose(4, 96, 560, false, 2, 264), plan(4, 4, 4, 11, 13));
+        assert_eq!(Plan::choose(4, 560, 96, true, 2, 264), plan(4, 2, 4, 1, 24));
+        // One row tile: more column tiles, as many as fit in shared memory.
+        assert_eq!(Plan::choose(1, 9496, 96, false, 2, 264), plan(1, 8, 4, 1, 24));
         for m_tiles in 1..=MAX_ROWS / TILE {
-            for k_tiles in [1, 3, 4, 17, 64, 96, 560, 1000] {
+            for (n_tiles, k_tiles) in [(1, 1), (3, 5), (96, 96), (128, 96), (560, 96), (96, 560), (9496, 96)] {
                 for gated in [false, true] {
-                    let Layout { row_tiles, planes, round_planes } = Layout::choose(m_tiles, k_tiles, gated, 2);
-                    assert!(m_tiles.is_multiple_of(row_tiles) && planes.is_power_of_two() && planes <= PLANES, "{m_tiles} {k_tiles} {gated}");
-                    assert!(planes.is_multiple_of(round_planes) && planes <= k_tiles.max(1), "{m_tiles} {k_tiles} {gated}");
-                    // Staged tiles (2-byte elements) and f32 sums.
+                    let p = Plan::choose(m_tiles, n_tiles, k_tiles, gated, 2, 264);
                     let parts = if gated { 2 } else { 1 };
-                    let bytes = planes * (row_tiles + parts) * 512 + (round_planes + 1) * parts * row_tiles * 1024;
-                    assert!(bytes <= SHARED_BYTES, "{m_tiles} {k_tiles} {gated}: {bytes} bytes");
+                    assert!(p.col_tiles.is_power_of_two() && n_tiles.is_multiple_of(p.col_tiles) && p.row_tiles * p.col_tiles * parts <= PLANES, "{p:?}");
+                    assert!(k_tiles.is_multiple_of(p.stage_tiles), "{p:?}");
+                    let stages = k_tiles / p.stage_tiles;
+                    assert!(p.splits * p.stages_per_split >= stages && (p.splits - 1) * p.stages_per_split < stages, "{p:?}: every split has a stage");
+                    let bytes = (p.row_tiles + parts * p.col_tiles) * 16 * (p.stage_tiles * 32 + 16) + parts * p.row_tiles * p.col_tiles * 1024;
+                    assert!(bytes <= SHARED_BYTES, "{p:?}: {bytes} bytes");
                 }
             }
         }
