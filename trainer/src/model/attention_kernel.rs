@@ -12,8 +12,14 @@
 //! cube's planes (up to [`PLANES`], as many as [`planes_for`] fits in shared memory) take every
 //! `planes`-th run of [`KEY_RUN`] keys, whose loads are issued together, and keep per query head
 //! a running maximum, sum of exponentials and weighted sum of values (the online softmax of
-//! flash decoding), which meet in shared memory at the end. No score is stored, so any number of keys is taken. The keys and values may be views of
-//! the cache (any strides but the last, which must be 1): nothing is copied.
+//! flash decoding), which meet in shared memory at the end. No score is stored, so any number of
+//! keys is taken. Keys whose mask is −∞ (past a row's filled positions in a decode step's
+//! fixed-capacity cache, or its padding) are neither read nor scored. The keys and values may be
+//! views of the cache (any strides but the last, which must be 1): nothing is copied.
+//!
+//! Splitting the keys between more cubes as well (flash decoding's second launch combining the
+//! splits) made a 1.5B decode step slower on an H200, 7.47 against 7.21 ms at 64 rows: the
+//! kernel is not short of warps (docs/performance.md).
 //!
 //! It runs on CubeCL backends where a head splits into the plane's units in vectors of at most
 //! [`MAX_PER_UNIT`] elements (heads of 32 to 256 elements on 32-unit planes); elsewhere, and on
@@ -148,7 +154,8 @@ mod kernel {
     /// Cube `c` attends row `c / H_kv` with the `rep` query heads of kv head `c % H_kv` over
     /// `k.shape(2)` keys: `q`, `k`, `v` and `out` are read as vectors of `N = per_unit` elements,
     /// unit `lane` of each plane holding elements `N · lane..` of every head. Plane `p` of `planes`
-    /// takes the keys `p, p + planes, …`, `run` at a time (their loads issued together), and
+    /// takes the keys `p, p + planes, …`, `run` at a time (their loads issued together, keys
+    /// masked with −∞ skipped), and
     /// keeps for each query head a running maximum, sum of exponentials and weighted sum of
     /// values (the online softmax, in f32); the planes' partial results then meet in shared
     /// memory.
@@ -207,36 +214,46 @@ mod kernel {
         let mut value_parts = Array::<Vector<F, N>>::new(run);
         let mut masks = Array::<f32>::new(run);
         for first in range_stepped(plane * run, keys, planes * run) {
-            // A run's keys past the last read the last key with a score of −∞.
+            // A run's keys past the last are masked. The run's mask values are loaded together,
+            // then its unmasked keys and values together (every unit of a plane takes the same
+            // branch): a masked key is neither read nor scored.
             #[unroll]
             for i in 0..run {
                 let t = first + i;
                 let key = select(t < keys, t, keys - 1);
-                key_parts[i] = k[k_base + key * k_step];
-                value_parts[i] = v[v_base + key * v_step];
                 masks[i] = select(t < keys, f32::cast_from(mask[row * keys + key]), f32::new(f32::NEG_INFINITY));
             }
             #[unroll]
             for i in 0..run {
-                let key_part = key_parts[i];
-                let value_part = value_parts[i];
-                #[unroll]
-                for j in 0..rep {
-                    let mut dot = 0.0f32;
+                if masks[i] > f32::new(f32::NEG_INFINITY) {
+                    let key = first + i;
+                    key_parts[i] = k[k_base + key * k_step];
+                    value_parts[i] = v[v_base + key * v_step];
+                }
+            }
+            #[unroll]
+            for i in 0..run {
+                if masks[i] > f32::new(f32::NEG_INFINITY) {
+                    let key_part = key_parts[i];
+                    let value_part = value_parts[i];
                     #[unroll]
-                    for e in 0..per_unit {
-                        dot += query[j * per_unit + e] * f32::cast_from(key_part.extract(e));
+                    for j in 0..rep {
+                        let mut dot = 0.0f32;
+                        #[unroll]
+                        for e in 0..per_unit {
+                            dot += query[j * per_unit + e] * f32::cast_from(key_part.extract(e));
+                        }
+                        let score = plane_sum(dot) + masks[i];
+                        let new_best = select(score > best[j], score, best[j]);
+                        let shrink = f32::exp(best[j] - new_best);
+                        let p = f32::exp(score - new_best);
+                        total[j] = total[j] * shrink + p;
+                        #[unroll]
+                        for e in 0..per_unit {
+                            acc[j * per_unit + e] = acc[j * per_unit + e] * shrink + p * f32::cast_from(value_part.extract(e));
+                        }
+                        best[j] = new_best;
                     }
-                    let score = plane_sum(dot) + masks[i];
-                    let new_best = select(score > best[j], score, best[j]);
-                    let shrink = f32::exp(best[j] - new_best);
-                    let p = f32::exp(score - new_best);
-                    total[j] = total[j] * shrink + p;
-                    #[unroll]
-                    for e in 0..per_unit {
-                        acc[j * per_unit + e] = acc[j * per_unit + e] * shrink + p * f32::cast_from(value_part.extract(e));
-                    }
-                    best[j] = new_best;
                 }
             }
         }
