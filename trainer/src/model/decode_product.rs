@@ -10,10 +10,10 @@
 //!
 //! Here every cube owns all `M = 16 · row_tiles` rows of a block of `16 · col_tiles` output
 //! columns (see [`Plan`]), one plane (warp) per `16 × 16` output tile, so that no plane's sums
-//! need another's: the whole cube loads the next stage of `K` (`16 · stage_tiles` columns of `x`'s
-//! rows and of the weight's block) with 16-byte vector loads into registers while it multiplies
-//! the current stage from shared memory with cooperative-matrix instructions (tensor cores),
-//! accumulating in f32, and the weight is read once. Where the column blocks alone are too few to
+//! need another's: the whole cube loads the next [`BUFFERS`] stages of `K` (`16 · stage_tiles`
+//! columns of `x`'s rows and of the weight's block each) with 16-byte vector loads into registers
+//! while it multiplies the current stage from shared memory with cooperative-matrix instructions
+//! (tensor cores), accumulating in f32, and the weight is read once. Where the column blocks alone are too few to
 //! fill the GPU (q/k/v, `o_proj`, `down_proj` at 64 rows), `K` is split between cubes that
 //! write f32 partial sums, and a second launch adds them. Two earlier versions split `K` between
 //! the planes of a cube that owned one strip of 16 columns instead: their planes' sums met in
@@ -64,6 +64,9 @@ const SUM_UNITS: usize = 256;
 const SHARED_BYTES: usize = 40 * 1024;
 /// Bytes of one vector load from global memory (8 elements of 2 bytes).
 const VECTOR_BYTES: usize = 16;
+/// Stages of `K` whose loads a cube keeps in flight, in registers, while it multiplies one from
+/// shared memory.
+const BUFFERS: usize = 2;
 /// Most rows [`CausalLm`](crate::model::CausalLm) sends through this kernel (a decode step's
 /// batch); larger products go to burn's `linear`.
 pub const MAX_ROWS: usize = 64;
@@ -318,11 +321,12 @@ struct Finish {
 mod kernel {
     use cubecl::prelude::*;
 
-    use super::{Finish, TILE};
+    use super::{BUFFERS, Finish, TILE};
 
     /// Loads stage `stage` (`per_row` vectors of each row) of rows `first..` of `src` (`[R, K]`
-    /// as vectors of `N = vector` elements, `row_vectors` per row): vector `i = j · threads + t`
-    /// of the stage (row-major) goes to unit `t`'s `regs[j]`.
+    /// as vectors of `N = vector` elements, `row_vectors` per row) into register buffer `buffer`
+    /// of [`BUFFERS`]: vector `i = j · threads + t` of the stage (row-major) goes to unit `t`'s
+    /// `regs[buffer · ⌈count / threads⌉ + j]`.
     #[cube]
     #[allow(clippy::too_many_arguments)]
     fn fetch<F: Float, N: Size>(
@@ -331,31 +335,42 @@ mod kernel {
         first: usize,
         stage: usize,
         row_vectors: usize,
+        #[comptime] buffer: usize,
         #[comptime] per_row: usize,
         #[comptime] count: usize,
         #[comptime] threads: usize,
     ) {
         let unit = UNIT_POS as usize;
+        let per_unit = comptime!(count.div_ceil(threads));
         #[unroll]
-        for j in 0..comptime!(count.div_ceil(threads)) {
+        for j in 0..per_unit {
             let i = j * threads + unit;
             if i < count {
-                regs[j] = src[(first + i / per_row) * row_vectors + stage * per_row + i % per_row];
+                regs[buffer * per_unit + j] = src[(first + i / per_row) * row_vectors + stage * per_row + i % per_row];
             }
         }
     }
 
-    /// Stores what [`fetch`] loaded into `stage`, rows `per_row + 1` vectors apart (the extra
-    /// vector shifts consecutive rows to other shared-memory banks for the cooperative-matrix
-    /// loads, which read a column of rows at a time).
+    /// Stores what [`fetch`] loaded into register buffer `buffer` into `stage`, rows
+    /// `per_row + 1` vectors apart (the extra vector shifts consecutive rows to other
+    /// shared-memory banks for the cooperative-matrix loads, which read a column of rows at a
+    /// time).
     #[cube]
-    fn stash<F: Float, N: Size>(regs: &Array<Vector<F, N>>, stage: &mut Shared<[Vector<F, N>]>, #[comptime] per_row: usize, #[comptime] count: usize, #[comptime] threads: usize) {
+    fn stash<F: Float, N: Size>(
+        regs: &Array<Vector<F, N>>,
+        stage: &mut Shared<[Vector<F, N>]>,
+        #[comptime] buffer: usize,
+        #[comptime] per_row: usize,
+        #[comptime] count: usize,
+        #[comptime] threads: usize,
+    ) {
         let unit = UNIT_POS as usize;
+        let per_unit = comptime!(count.div_ceil(threads));
         #[unroll]
-        for j in 0..comptime!(count.div_ceil(threads)) {
+        for j in 0..per_unit {
             let i = j * threads + unit;
             if i < count {
-                stage[(i / per_row) * (per_row + 1) + i % per_row] = regs[j];
+                stage[(i / per_row) * (per_row + 1) + i % per_row] = regs[buffer * per_unit + j];
             }
         }
     }
@@ -431,51 +446,62 @@ mod kernel {
         let mut xs = Shared::<[Vector<F, N>]>::new_slice(comptime!(row_tiles * TILE * stride));
         let mut ws = Shared::<[Vector<F, N>]>::new_slice(comptime!(col_tiles * TILE * stride));
         let mut ups = Shared::<[Vector<F, N>]>::new_slice(comptime!(if finish.gated { col_tiles * TILE * stride } else { 1 }));
-        let mut x_regs = Array::<Vector<F, N>>::new(comptime!(x_count.div_ceil(threads)));
-        let mut w_regs = Array::<Vector<F, N>>::new(comptime!(w_count.div_ceil(threads)));
-        let mut up_regs = Array::<Vector<F, N>>::new(comptime!(w_count.div_ceil(threads)));
+        let mut x_regs = Array::<Vector<F, N>>::new(comptime!(BUFFERS * x_count.div_ceil(threads)));
+        let mut w_regs = Array::<Vector<F, N>>::new(comptime!(BUFFERS * w_count.div_ceil(threads)));
+        let mut up_regs = Array::<Vector<F, N>>::new(comptime!(BUFFERS * w_count.div_ceil(threads)));
         let sum = cmma::Matrix::<f32>::from_value(cmma::MatrixIdent::Accumulator, TILE, TILE, TILE, cmma::MatrixLayout::Undefined, 0.0);
         let up_sum = cmma::Matrix::<f32>::from_value(cmma::MatrixIdent::Accumulator, TILE, TILE, TILE, cmma::MatrixLayout::Undefined, 0.0);
         let mut rows = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::A, TILE, TILE, TILE, cmma::MatrixLayout::RowMajor, F::from_int(0));
         let mut weight = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::B, TILE, TILE, TILE, cmma::MatrixLayout::ColMajor, F::from_int(0));
         let mut up_weight = cmma::Matrix::<F>::from_value(cmma::MatrixIdent::B, TILE, TILE, TILE, cmma::MatrixLayout::ColMajor, F::from_int(0));
-        if first < last {
-            fetch(x, &mut x_regs, 0, first, row_vectors, per_row, x_count, threads);
-            fetch(w, &mut w_regs, col0, first, row_vectors, per_row, w_count, threads);
-            if finish.gated {
-                fetch(up, &mut up_regs, col0, first, row_vectors, per_row, w_count, threads);
+        // Stage `s` goes through register buffer `(s − first) mod BUFFERS`: the loads of the
+        // next `BUFFERS` stages are in flight while one is multiplied.
+        #[unroll]
+        for b in 0..BUFFERS {
+            if first + b < last {
+                fetch(x, &mut x_regs, 0, first + b, row_vectors, b, per_row, x_count, threads);
+                fetch(w, &mut w_regs, col0, first + b, row_vectors, b, per_row, w_count, threads);
+                if finish.gated {
+                    fetch(up, &mut up_regs, col0, first + b, row_vectors, b, per_row, w_count, threads);
+                }
             }
         }
-        for stage in first..last {
-            stash(&x_regs, &mut xs, per_row, x_count, threads);
-            stash(&w_regs, &mut ws, per_row, w_count, threads);
-            if finish.gated {
-                stash(&up_regs, &mut ups, per_row, w_count, threads);
-            }
-            sync_cube();
-            // The next stage's loads are in flight while this one is multiplied.
-            if stage + 1 < last {
-                fetch(x, &mut x_regs, 0, stage + 1, row_vectors, per_row, x_count, threads);
-                fetch(w, &mut w_regs, col0, stage + 1, row_vectors, per_row, w_count, threads);
-                if finish.gated {
-                    fetch(up, &mut up_regs, col0, stage + 1, row_vectors, per_row, w_count, threads);
-                }
-            }
+        for group in range_stepped(first, last, BUFFERS) {
             #[unroll]
-            for t in 0..stage_tiles {
-                // Tile `t` of the stage: 16 staged rows from the tile's first element.
-                let (x_at, w_at) = ((r * TILE * stride) + t * (TILE / vector), (c * TILE * stride) + t * (TILE / vector));
-                let span = comptime!((TILE - 1) * stride + TILE / vector);
-                let pitch = comptime!((stride * vector) as u32);
-                cmma::load(&mut rows, xs.slice(x_at, x_at + span), pitch);
-                cmma::load(&mut weight, ws.slice(w_at, w_at + span), pitch);
-                cmma::execute::<F, F, f32, f32, cmma::Plane>(&rows, &weight, &sum, &sum);
-                if finish.gated {
-                    cmma::load(&mut up_weight, ups.slice(w_at, w_at + span), pitch);
-                    cmma::execute::<F, F, f32, f32, cmma::Plane>(&rows, &up_weight, &up_sum, &up_sum);
+            for b in 0..BUFFERS {
+                let stage = group + b;
+                // Uniform across the cube, so its barriers are reached by every unit or none.
+                if stage < last {
+                    stash(&x_regs, &mut xs, b, per_row, x_count, threads);
+                    stash(&w_regs, &mut ws, b, per_row, w_count, threads);
+                    if finish.gated {
+                        stash(&up_regs, &mut ups, b, per_row, w_count, threads);
+                    }
+                    sync_cube();
+                    if stage + BUFFERS < last {
+                        fetch(x, &mut x_regs, 0, stage + BUFFERS, row_vectors, b, per_row, x_count, threads);
+                        fetch(w, &mut w_regs, col0, stage + BUFFERS, row_vectors, b, per_row, w_count, threads);
+                        if finish.gated {
+                            fetch(up, &mut up_regs, col0, stage + BUFFERS, row_vectors, b, per_row, w_count, threads);
+                        }
+                    }
+                    #[unroll]
+                    for t in 0..stage_tiles {
+                        // Tile `t` of the stage: 16 staged rows from the tile's first element.
+                        let (x_at, w_at) = ((r * TILE * stride) + t * (TILE / vector), (c * TILE * stride) + t * (TILE / vector));
+                        let span = comptime!((TILE - 1) * stride + TILE / vector);
+                        let pitch = comptime!((stride * vector) as u32);
+                        cmma::load(&mut rows, xs.slice(x_at, x_at + span), pitch);
+                        cmma::load(&mut weight, ws.slice(w_at, w_at + span), pitch);
+                        cmma::execute::<F, F, f32, f32, cmma::Plane>(&rows, &weight, &sum, &sum);
+                        if finish.gated {
+                            cmma::load(&mut up_weight, ups.slice(w_at, w_at + span), pitch);
+                            cmma::execute::<F, F, f32, f32, cmma::Plane>(&rows, &up_weight, &up_sum, &up_sum);
+                        }
+                    }
+                    sync_cube();
                 }
             }
-            sync_cube();
         }
         // The block's sums `[parts, 16·row_tiles, 16·col_tiles]` (part 1: `x·upᵀ`).
         let mut sums = Shared::<[f32]>::new_slice(comptime!(if finish.gated { 2 * block } else { block }));
