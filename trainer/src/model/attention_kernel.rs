@@ -21,10 +21,10 @@
 //! splits) made a 1.5B decode step slower on an H200, 7.47 against 7.21 ms at 64 rows: the
 //! kernel is not short of warps (docs/performance.md).
 //!
-//! It runs on CubeCL backends where a head splits into the plane's units in vectors of at most
-//! [`MAX_PER_UNIT`] elements (heads of 32 to 256 elements on 32-unit planes); elsewhere, and on
-//! other backends (the CPU's flex), the same arithmetic runs as burn's operations in f32. The
-//! kernel is checked against the materialised attention on the device by `trainer bench
+//! It runs on CubeCL backends with plane operations where a head splits into the plane's units
+//! in vectors of at most [`MAX_PER_UNIT`] elements (heads of 32 to 256 elements on 32-unit
+//! planes); elsewhere, and on other backends (the CPU's flex), the same arithmetic runs as
+//! burn's operations in f32. The kernel is checked against the materialised attention on the device by `trainer bench
 //! kernels`; [`CausalLm::decode_attention`](crate::model::CausalLm::decode_attention) says where
 //! it runs.
 
@@ -34,6 +34,7 @@ use burn::tensor::{DType, FloatDType, Shape, Tensor};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
+use cubecl::features::Plane;
 use cubecl::ir::AddressType;
 use cubecl::prelude::{CubeCount, CubeDim};
 
@@ -103,7 +104,10 @@ impl DecodeAttentionOps for CubeBackend {
         let ([_, nh, _, hd], nkv) = (dims4(q.meta.shape()), k.meta.shape()[1]);
         let plane = q.client.properties().hardware.plane_size_max.max(1) as usize;
         let per_unit = hd / plane;
-        let fits = hd.is_multiple_of(plane) && (1..=MAX_PER_UNIT).contains(&per_unit) && per_unit.is_power_of_two();
+        let fits = q.client.properties().features.plane.contains(Plane::Ops)
+            && hd.is_multiple_of(plane)
+            && (1..=MAX_PER_UNIT).contains(&per_unit)
+            && per_unit.is_power_of_two();
         let Some(planes) = planes_for(nh / nkv, hd).filter(|_| fits) else {
             return composed::<Self>(q, k, v, mask);
         };
