@@ -28,7 +28,8 @@
 #                      shape (TRAIN7_S)
 #   torch.log, torch_baseline.json   PyTorch/transformers' peer numbers for both shapes
 #   cubecl_profile.log a per-kernel profile (CubeCL's profiling log) of a few decode steps
-#                      (PROFILE_S, with PROFILE_ARGS added to `bench generate`), or of `bench
+#                      (PROFILE_S, with PROFILE_ARGS added to `bench generate`; steps are issued
+#                      launch by launch, as CubeCL cannot profile inside a recorded step), or of `bench
 #                      kernels` at 64 rows (PROFILE_KERN_S)
 #   cubecl_profile_decode_kernel.log   the same decode steps with burn's products instead of the
 #                      decode-product kernel (PROFILE_DK_S); scripts/device/profile_summary.py
@@ -79,12 +80,12 @@ stage ${TRAIN7_S:-0} train_step.log $T $TRAIN --shape $S7 --setup steering $V
 PYTHONUNBUFFERED=1 stage ${TORCH_S:-90} torch.log python3 .dev/torch_baseline.py ${TORCH_SHAPES:-$S15}
 if [ "${PROFILE_S:-0}" != 0 ]; then
   CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG=/tmp/cubecl.log timeout ${PROFILE_S} $T bench generate \
-    --shape $S15 --batch 64 --prompt-len 256 --new-tokens 6 $PROFILE_ARGS $V >> $OUT/env.txt 2>&1
+    --shape $S15 --batch 64 --prompt-len 256 --new-tokens 6 --unrecorded-steps $PROFILE_ARGS $V >> $OUT/env.txt 2>&1
   tail -c 6000000 /tmp/cubecl.log > $OUT/cubecl_profile.log
 fi
 if [ "${PROFILE_DK_S:-0}" != 0 ]; then
   CUBECL_DEBUG_OPTION=profile CUBECL_DEBUG_LOG=/tmp/cubecl_dk.log timeout ${PROFILE_DK_S} $T bench generate \
-    --shape $S15 --batch 64 --prompt-len 256 --new-tokens 6 --burn-products $V >> $OUT/env.txt 2>&1
+    --shape $S15 --batch 64 --prompt-len 256 --new-tokens 6 --unrecorded-steps --burn-products $V >> $OUT/env.txt 2>&1
   tail -c 6000000 /tmp/cubecl_dk.log > $OUT/cubecl_profile_decode_kernel.log
 fi
 if [ "${PROFILE_KERN_S:-0}" != 0 ]; then

@@ -292,11 +292,8 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     let decode_bytes_per_step = decode_bytes(&lm, bench.batch, mean_len, dtype);
     let decode_flops_per_step = decode_flops(&lm, bench.batch, mean_len);
     let profile = if bench.profile {
-        let mut profile = decode_profile(&lm, &steering, &prompts, bench, progress)?;
-        profile.roofline_fraction = decode_bytes_per_step / (decode_step_ms * 1e-3) / (profile.copy_gbps * 1e9);
-        profile.memory_floor_ms = 1e3 * decode_bytes_per_step / (profile.copy_gbps * 1e9);
-        profile.compute_floor_ms = profile.tensor_core_tflops.map(|tflops| 1e3 * decode_flops_per_step / (tflops * 1e12));
-        Some(profile)
+        let step = StepCost { ms: decode_step_ms, bytes: decode_bytes_per_step, flops: decode_flops_per_step };
+        Some(decode_profile(&lm, &steering, &prompts, bench, step, progress)?)
     } else {
         None
     };
@@ -376,9 +373,18 @@ pub fn copy_bandwidth(device: &Device) -> Result<f64> {
     Ok(2.0 * (n * 4) as f64 / secs / 1e9)
 }
 
+/// A measured decode step: its time, and the bytes it reads and FLOPs it does.
+#[derive(Debug, Clone, Copy)]
+struct StepCost {
+    ms: f64,
+    bytes: f64,
+    flops: f64,
+}
+
 /// Times the parts of a decode step at the benchmark's shape, with the benchmark's `steering`:
-/// the prompts are prefilled, then each part runs alone (synchronised) for a few steps.
-fn decode_profile(lm: &CausalLm, steering: &Steering, prompts: &[Vec<u32>], bench: &GenerateBench, progress: &ProgressBar) -> Result<DecodeProfile> {
+/// the prompts are prefilled, then each part runs alone (synchronised) for a few steps; `step`
+/// (the generation's) is set against the copy bandwidth and the tensor-core rate measured here.
+fn decode_profile(lm: &CausalLm, steering: &Steering, prompts: &[Vec<u32>], bench: &GenerateBench, step: StepCost, progress: &ProgressBar) -> Result<DecodeProfile> {
     let device = &lm.device;
     let iterations = 8;
     let b = prompts.len();
@@ -416,6 +422,8 @@ fn decode_profile(lm: &CausalLm, steering: &Steering, prompts: &[Vec<u32>], benc
     drop(y);
     // 8 cubes of 4 planes per streaming multiprocessor of a large GPU (132 on an H100 or H200).
     let tensor_core = tensor_cores::tensor_core_rate(device, lm.dtype, 4224, 2048)?;
+    let copy_gbps = copy_bandwidth(device)?;
+    let tensor_core_tflops = tensor_core.map(|r| r.tflops);
     Ok(DecodeProfile {
         iterations,
         layers_ms: 1e3 * layers,
@@ -423,12 +431,12 @@ fn decode_profile(lm: &CausalLm, steering: &Steering, prompts: &[Vec<u32>], benc
         sample_ms: 1e3 * sample,
         mlp_matmul_ms: 1e3 * mlp,
         mlp_matmul_gbps: (h * i * lm.dtype.size()) as f64 / mlp / 1e9,
-        copy_gbps: copy_bandwidth(device)?,
-        roofline_fraction: 0.0,
-        tensor_core_tflops: tensor_core.map(|r| r.tflops),
+        copy_gbps,
+        roofline_fraction: step.bytes / (step.ms * 1e-3) / (copy_gbps * 1e9),
+        tensor_core_tflops,
         tensor_core_max_rel_diff: tensor_core.map(|r| r.max_rel_diff),
-        compute_floor_ms: None,
-        memory_floor_ms: 0.0,
+        compute_floor_ms: tensor_core_tflops.map(|tflops| 1e3 * step.flops / (tflops * 1e12)),
+        memory_floor_ms: 1e3 * step.bytes / (copy_gbps * 1e9),
     })
 }
 
