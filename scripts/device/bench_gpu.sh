@@ -3,12 +3,14 @@
 # repository root, carrying `.gl` (Vulkan loader debs) and `.dev` (the stripped, gzipped `trainer`
 # binary as .dev/trainer.gz, built with `--release`: a dev build's decode steps were 1.7× slower,
 # docs/performance.md; and ../shared/bench/torch_baseline.py). Each stage has its own time
-# limit in seconds (KERN_S, RL_S, GEN_S, GENU_S, GENS_S, GENN_S, GENR_S, GENA_S, GENV_S, GENF_S, GENK_S, TRAIN_S, TRAIN_WG_S, TRAINF_S, GEN7_S, TRAIN7_S, TORCH_S,
+# limit in seconds (CHECK_S, KERN_S, RL_S, GEN_S, GENU_S, GENS_S, GENN_S, GENR_S, GENA_S, GENV_S, GENF_S, GENK_S, TRAIN_S, TRAIN_WG_S, TRAINF_S, GEN7_S, TRAIN7_S, TORCH_S,
 # PROFILE_S, PROFILE_DK_S, PROFILE_KERN_S; 0 skips
 # a stage; TRAIN_SETUPS picks the 1.5B micro-steps, TORCH_SHAPES the PyTorch shapes)
 # so a slow one cannot eat the others, and stages append to one file each in $OUT (the device tool
 # returns at most 8 files):
-#   kernels.log        `bench kernels` on the 1.5B shape (KERN_S) and the 7B shape (KERN7_S): the
+#   kernels.log        `bench kernels --checks-only` on the 1.5B shape (CHECK_S: the trainer's
+#                      kernels against burn's operations, no product timed), then `bench kernels` on the
+#                      1.5B shape (KERN_S, more than 240 s) and the 7B shape (KERN7_S): the
 #                      products of every linear map at 64 and 4 × 1024 rows, fused against
 #                      materialised attention (time and relative difference)
 #   rl_step.log        data-parallel GRPO steering steps, 1.5B shape, on 1 and then every GPU of
@@ -57,6 +59,7 @@ stage() { # stage SECONDS FILE COMMAND...
 S15=qwen2.5-math-1.5b S7=qwen2.5-math-7b
 GEN="bench generate --batch 64 --prompt-len 256 --new-tokens 256"
 TRAIN="bench train-step --micro-batch 4 --seq-len 1024 --repeats 4"
+stage ${CHECK_S:-0} kernels.log $T bench kernels --shape $S15 --checks-only $V
 stage ${KERN_S:-0} kernels.log $T bench kernels --shape $S15 --iterations 8 $V
 stage ${KERN7_S:-0} kernels.log $T bench kernels --shape $S7 --iterations 8 $V
 stage ${RL_S:-240} rl_step.log $T bench rl-step --shape $S15 --devices ${RL_DEVICES:-all} --prompts 8 --generations 4 \

@@ -144,6 +144,16 @@ fn kernels_time_every_product_form_and_fused_attention_matches_the_materialised_
 }
 
 #[test]
+fn kernels_with_checks_only_time_no_product_but_run_every_check() {
+    let report = &bench(&["kernels", "--batch", "4", "--prompt-len", "12", "--micro-batch", "2", "--seq-len", "16", "--iterations", "1", "--checks-only"])[0];
+    assert_eq!(report["products"].as_array().map(Vec::len), Some(0), "{report}");
+    assert_eq!(report["settings"]["checks_only"], true, "{report}");
+    let counts = ["kernel_checks", "norm_checks", "rotary_checks", "attention_checks"].map(|k| report[k].as_array().map(Vec::len));
+    assert_eq!(counts, [Some(10), Some(3), Some(4), Some(4)], "{report}");
+    assert!(positive(&report["attention"]["decode_graph_ms"]), "{report}");
+}
+
+#[test]
 fn rl_step_runs_on_one_and_two_workers() {
     let tokenizer = fixture("qwen2");
     let runs = bench(&[

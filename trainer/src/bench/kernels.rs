@@ -39,6 +39,8 @@ pub struct KernelBench {
     pub seq_len: usize,
     /// Timed runs of each kernel (after one untimed).
     pub iterations: usize,
+    /// Whether only the checks and the attention comparison run (no product is timed).
+    pub checks_only: bool,
     /// Seed of the weights and activations.
     pub seed: u64,
 }
@@ -157,7 +159,7 @@ pub struct KernelReport {
     pub dtype: String,
     /// Device description.
     pub device: String,
-    /// Every product, by map, then rows, then form.
+    /// Every product, by map, then rows, then form (none with `checks_only`).
     pub products: Vec<ProductTiming>,
     /// The decode-product kernel against burn's `matmul` on random operands: sizes of whole
     /// tiles that split `K` over one, five and eight planes (the last unevenly), one size off the
@@ -294,7 +296,7 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
         ("lm_head", h, config.vocab_size),
     ];
     let mut products = Vec::new();
-    for (map, inner, outer) in maps {
+    for (map, inner, outer) in maps.into_iter().filter(|_| !bench.checks_only) {
         for rows in [bench.batch, bench.micro_batch * bench.seq_len] {
             let mut forms = vec![ProductForm::InOut, ProductForm::OutInView];
             if rows == bench.batch {
@@ -558,6 +560,7 @@ mod tests {
                 micro_batch: 4,
                 seq_len: 1024,
                 iterations: 8,
+                checks_only: true,
                 seed: 0,
             },
             dtype: "F16".into(),

@@ -147,6 +147,10 @@ pub enum BenchCommand {
         /// Timed runs of each kernel (after one untimed).
         #[arg(long, default_value_t = 16)]
         iterations: usize,
+        /// Only the checks and the attention comparison: no product is timed (the timings'
+        /// products at the micro-step's rows tune burn's kernels, minutes on a fresh machine).
+        #[arg(long)]
+        checks_only: bool,
     },
     /// Whole GRPO steering steps (generation, rewards, forward-backward, AdamW) on 1, 2, …
     /// devices: the data-parallel scaling. Prints each step's metrics as it ends, then a summary
@@ -226,7 +230,7 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
             };
             println!("{}", serde_json::to_string(&bench::train_step(&settings, &device, on.dtype.dtype())?)?);
         }
-        BenchCommand::Kernels { on, batch, prompt_len, micro_batch, seq_len, iterations } => {
+        BenchCommand::Kernels { on, batch, prompt_len, micro_batch, seq_len, iterations, checks_only } => {
             let device = on.backend.device_for(on.dtype)?;
             let settings = KernelBench {
                 shape: on.shape.clone(),
@@ -235,6 +239,7 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 micro_batch: *micro_batch,
                 seq_len: *seq_len,
                 iterations: *iterations,
+                checks_only: *checks_only,
                 seed: on.seed,
             };
             let report = bench::kernels(&settings, &device, on.dtype.dtype())?;
