@@ -24,9 +24,9 @@
 //! It runs on CubeCL backends with plane operations where a head splits into the plane's units
 //! in vectors of at most [`MAX_PER_UNIT`] elements (heads of 32 to 256 elements on 32-unit
 //! planes); elsewhere, and on other backends (the CPU's flex), the same arithmetic runs as
-//! burn's operations in f32. The kernel is checked against the materialised attention on the device by `trainer bench
-//! kernels`; [`CausalLm::decode_attention`](crate::model::CausalLm::decode_attention) says where
-//! it runs.
+//! burn's operations in f32. The kernel is checked against the materialised attention on the
+//! device by `trainer bench kernels`;
+//! [`CausalLm::decode_attention`](crate::model::CausalLm::decode_attention) says where it runs.
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
@@ -159,10 +159,9 @@ mod kernel {
     /// `k.shape(2)` keys: `q`, `k`, `v` and `out` are read as vectors of `N = per_unit` elements,
     /// unit `lane` of each plane holding elements `N · lane..` of every head. Plane `p` of `planes`
     /// takes the keys `p, p + planes, …`, `run` at a time (their loads issued together, keys
-    /// masked with −∞ skipped), and
-    /// keeps for each query head a running maximum, sum of exponentials and weighted sum of
-    /// values (the online softmax, in f32); the planes' partial results then meet in shared
-    /// memory.
+    /// masked with −∞ skipped), and keeps for each query head a running maximum, sum of
+    /// exponentials and weighted sum of values (the online softmax, in f32); the planes' partial
+    /// results then meet in shared memory.
     #[allow(clippy::too_many_arguments)]
     #[cube(launch, address_type = "dynamic")]
     pub(super) fn decode_attention_kernel<F: Float, N: Size>(

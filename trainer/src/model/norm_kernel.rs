@@ -29,7 +29,7 @@ use cubecl::prelude::{CubeCount, CubeDim};
 
 use kernel::rms_norm_kernel;
 
-/// Units per cube (a multiple of the plane size).
+/// Units per cube (a multiple of every plane size).
 pub const UNITS: usize = 256;
 /// Bytes of one vector load (8 elements of 2 bytes).
 const VECTOR_BYTES: usize = 16;
@@ -76,7 +76,8 @@ impl RmsNormOps for CubeBackend {
         let [rows, hidden] = x.meta.shape().dims();
         let out = empty_device_dtype(x.client.clone(), x.device.clone(), x.meta.shape().clone(), x.dtype);
         let client = x.client.clone();
-        let plane = client.properties().hardware.plane_size_max.max(1) as usize;
+        // Planes of at least the device's smallest size: at most `UNITS / min` sums meet.
+        let most_planes = UNITS.div_ceil(client.properties().hardware.plane_size_min.max(1) as usize);
         let dtype = burn::backend::cubecl::dtype_to_storage_type(x.dtype);
         let vector = vector_width(hidden, x.dtype.size());
         rms_norm_kernel::launch(
@@ -91,7 +92,7 @@ impl RmsNormOps for CubeBackend {
             eps,
             UNITS,
             (hidden / vector).div_ceil(UNITS),
-            plane,
+            most_planes,
             vector,
             dtype,
         );
@@ -117,10 +118,10 @@ mod kernel {
     use cubecl::prelude::*;
 
     /// Cube `r` normalises row `r` of `x [R, H]` into `out`, `x`, `weight` and `out` read as
-    /// vectors of `N = vector` elements: unit `u` of `units` (a multiple of `plane_size`) loads
+    /// vectors of `N = vector` elements: unit `u` of `units` (a multiple of the plane size) loads
     /// vectors `u, u + units, …` (`per_unit` of them, all issued before any is used) and keeps
     /// them in registers for the output; the squares' sums meet through a plane sum and shared
-    /// memory.
+    /// memory, in the plane size the device runs (`PLANE_DIM`; at most `most_planes` planes).
     #[allow(clippy::too_many_arguments)]
     #[cube(launch, address_type = "dynamic")]
     pub(super) fn rms_norm_kernel<F: Float, N: Size>(
@@ -130,7 +131,7 @@ mod kernel {
         eps: f32,
         #[comptime] units: usize,
         #[comptime] per_unit: usize,
-        #[comptime] plane_size: usize,
+        #[comptime] most_planes: usize,
         #[comptime] vector: usize,
         #[define(F)] _dtype: ElemType,
     ) {
@@ -157,16 +158,15 @@ mod kernel {
                 }
             }
         }
-        let planes = comptime!(units / plane_size);
-        let mut partial = Shared::<[f32]>::new_slice(planes);
+        let plane_size = PLANE_DIM as usize;
+        let mut partial = Shared::<[f32]>::new_slice(most_planes);
         let plane_total = plane_sum(sum);
-        if unit % plane_size == 0 {
+        if UNIT_POS_PLANE == 0 {
             partial[unit / plane_size] = plane_total;
         }
         sync_cube();
         let mut total = 0.0f32;
-        #[unroll]
-        for p in 0..planes {
+        for p in 0..units / plane_size {
             total += partial[p];
         }
         let rms = f32::sqrt(total / f32::cast_from(h) + eps);
