@@ -133,6 +133,12 @@ fn kernels_time_every_product_form_and_fused_attention_matches_the_materialised_
         let d = c["relative_difference"].as_f64().unwrap();
         assert!((0.0..1e-5).contains(&d), "the attention kernel's CPU path is burn's operations in f32: {c}");
     }
+    let timings = report["attention_timings"].as_array().unwrap();
+    let cases: Vec<(u64, u64)> = timings.iter().map(|t| (t["heads"].as_u64().unwrap(), t["keys"].as_u64().unwrap())).collect();
+    assert_eq!(cases, [(2, 64), (2, 256), (2, 512), (4, 64), (4, 256), (4, 512)], "one and two query heads per kv head of the fixture: {report}");
+    for t in timings {
+        assert!(positive(&t["us"]) && positive(&t["kv_gbps"]) && t["recorded"] == false, "the CPU records no graphs: {t}");
+    }
     let attention = &report["attention"];
     for key in ["prefill_fused_ms", "prefill_materialised_ms", "decode_fused_ms", "decode_materialised_ms", "decode_kernel_ms", "decode_composed_ms", "decode_graph_ms"] {
         assert!(positive(&attention[key]), "{key}: {attention}");
@@ -148,8 +154,8 @@ fn kernels_with_checks_only_time_no_product_but_run_every_check() {
     let report = &bench(&["kernels", "--batch", "4", "--prompt-len", "12", "--micro-batch", "2", "--seq-len", "16", "--iterations", "1", "--checks-only"])[0];
     assert_eq!(report["products"].as_array().map(Vec::len), Some(0), "{report}");
     assert_eq!(report["settings"]["checks_only"], true, "{report}");
-    let counts = ["kernel_checks", "norm_checks", "rotary_checks", "attention_checks"].map(|k| report[k].as_array().map(Vec::len));
-    assert_eq!(counts, [Some(10), Some(3), Some(4), Some(4)], "{report}");
+    let counts = ["kernel_checks", "norm_checks", "rotary_checks", "attention_checks", "attention_timings"].map(|k| report[k].as_array().map(Vec::len));
+    assert_eq!(counts, [Some(10), Some(3), Some(4), Some(4), Some(6)], "{report}");
     assert!(positive(&report["attention"]["decode_graph_ms"]), "{report}");
 }
 

@@ -1,9 +1,10 @@
 //! `trainer bench kernels`: the matrix products of a model's linear maps at the row counts of a
 //! decode step and of a training micro-step, in the layouts and formulations the model could use;
 //! the trainer's kernels (decode product, RMSNorm, rotary embedding, decode attention) against
-//! burn's operations on random inputs; and the fused attention and the decode-attention kernel
-//! against the materialised attention in a prefill and a decode step (time, and the relative
-//! difference of the hidden states, so that each kernel is checked on the device that runs it).
+//! burn's operations on random inputs; the decode-attention kernel alone at a few key counts; and
+//! the fused attention and the decode-attention kernel against the materialised attention in a
+//! prefill and a decode step (time, and the relative difference of the hidden states, so that
+//! each kernel is checked on the device that runs it).
 
 use burn::tensor::{DType, Device, Int, Tensor};
 use serde::Serialize;
@@ -150,6 +151,30 @@ pub struct AttentionCheck {
     pub relative_difference: f64,
 }
 
+/// Decode-attention launches recorded together for [`time_attention`].
+const ATTENTION_LAUNCHES: usize = 8;
+
+/// One timing of the decode-attention kernel alone (every key unmasked).
+#[derive(Debug, Clone, Serialize)]
+pub struct AttentionTiming {
+    /// Rows (query positions).
+    pub rows: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Keys attended.
+    pub keys: usize,
+    /// Microseconds per launch: launches recorded as a graph and replayed (the device's time),
+    /// means over the benchmark's iterations.
+    pub us: f64,
+    /// Whether the backend recorded the launches (`false`: each replay issued them again, and
+    /// `us` includes the host's work).
+    pub recorded: bool,
+    /// Bytes of keys and values read per second, GB/s.
+    pub kv_gbps: f64,
+}
+
 /// What the kernel benchmark measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct KernelReport {
@@ -177,6 +202,10 @@ pub struct KernelReport {
     /// prompt's length; one key (fewer than the kernel's planes); twelve query heads on one kv
     /// head (more outputs than the kernel's units); and 5,000 keys.
     pub attention_checks: Vec<AttentionCheck>,
+    /// The decode-attention kernel alone at the decode step's rows and head size: the shape's
+    /// query and kv heads and as many query heads as kv heads (one query head per kv head), each
+    /// over 64, 256 and 512 keys; sorted by heads, then keys.
+    pub attention_timings: Vec<AttentionTiming>,
     /// The largest relative difference the checks accept ([`kernel_tolerance`] of the dtype).
     pub kernel_tolerance: f64,
     /// Fused against materialised attention.
@@ -339,6 +368,14 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
         let relative_difference = check_attention(device, dtype, [rows, heads, kv_heads, keys, hd])?;
         attention_checks.push(AttentionCheck { rows, heads, kv_heads, keys, relative_difference });
     }
+    let mut attention_timings = Vec::new();
+    for heads in [nkv, nh] {
+        for keys in [64, 256, 512] {
+            let (secs, recorded) = time_attention(device, dtype, [bench.batch, heads, nkv, keys, hd], bench.iterations)?;
+            let kv_bytes = (2 * bench.batch * nkv * keys * hd * dtype.size()) as f64;
+            attention_timings.push(AttentionTiming { rows: bench.batch, heads, kv_heads: nkv, keys, us: 1e6 * secs, recorded, kv_gbps: kv_bytes / secs / 1e9 });
+        }
+    }
     let lm = CausalLm::load(config, &RandomWeights { std: 0.02 }, device, dtype)?;
     let attention = compare_attention(&lm, bench)?;
     Ok(KernelReport {
@@ -350,6 +387,7 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
         norm_checks,
         rotary_checks,
         attention_checks,
+        attention_timings,
         kernel_tolerance: kernel_tolerance(dtype),
         attention,
     })
@@ -379,17 +417,44 @@ fn time_product(device: &Device, dtype: DType, rows: usize, inner: usize, outer:
             xs.matmul(ws).sum_dim(0).reshape([rows, outer])
         }
     };
-    let mut outputs = vec![product()];
+    time_kept(device, iterations, product)
+}
+
+/// Seconds per call of `launch` and the host seconds to queue it: means over `iterations` calls
+/// after one untimed, every output kept alive until the end so that no launch reuses the buffer
+/// of another.
+fn time_kept<T>(device: &Device, iterations: usize, mut launch: impl FnMut() -> T) -> Result<(f64, f64)> {
+    let mut outputs = vec![launch()];
     sync(device)?;
     let n = iterations.max(1);
     let start = Instant::now();
-    // Kept alive until the end, so that no product's buffer is reused by the next.
-    outputs.extend((0..n).map(|_| product()));
+    outputs.extend((0..n).map(|_| launch()));
     let queued = start.elapsed().as_secs_f64();
     sync(device)?;
     let secs = start.elapsed().as_secs_f64();
     drop(outputs);
     Ok((secs / n as f64, queued / n as f64))
+}
+
+/// Seconds of one decode-attention launch on random `q [B, H_q, 1, hd]` and keys and values
+/// `[B, H_kv, T, hd]` with every key unmasked (`dims` is `[B, H_q, H_kv, T, hd]`), and whether the
+/// backend recorded the launches: [`ATTENTION_LAUNCHES`] launches are recorded once as a graph
+/// and replayed `iterations` times, so that the time is the device's, not the host's work to
+/// issue them (where nothing is recorded, the replays issue the launches again).
+// A replay of a recorded graph is `unsafe`: everything the launches touched must outlive it.
+#[allow(unsafe_code)]
+fn time_attention(device: &Device, dtype: DType, dims: [usize; 5], iterations: usize) -> Result<(f64, bool)> {
+    let [b, nh, nkv, t, hd] = dims;
+    let q = random_matrix([b * nh, hd], 1.0, device, dtype).reshape([b, nh, 1, hd]);
+    let (k, v) = (random_matrix([b * nkv * t, hd], 1.0, device, dtype).reshape([b, nkv, t, hd]), random_matrix([b * nkv * t, hd], 1.0, device, dtype).reshape([b, nkv, t, hd]));
+    let mask = Tensor::<4>::zeros([b, 1, 1, t], (device, dtype));
+    let mut launches = || (0..ATTENTION_LAUNCHES).map(|_| decode_attention(q.clone(), k.clone(), v.clone(), mask.clone())).collect::<Vec<_>>();
+    let (mut graph, recording) = StepGraph::capture(device, &mut launches);
+    // Safety: the launches read `q`, `k`, `v` and `mask` and write their outputs (held by
+    // `graph`); all outlive the replays, which run on this thread, and `time_synced` waits for
+    // the device before returning.
+    let secs = time_synced(device, iterations, || unsafe { graph.replay(&mut launches).map(drop) })?;
+    Ok((secs / ATTENTION_LAUNCHES as f64, recording == Recording::Recorded))
 }
 
 /// A `shape` matrix of normal values with standard deviation `std`.
@@ -573,6 +638,7 @@ mod tests {
             norm_checks: vec![NormCheck { rows: 64, hidden: 1536, relative_difference: norm_difference }],
             rotary_checks: vec![0.0],
             attention_checks: vec![AttentionCheck { rows: 3, heads: 4, kv_heads: 1, keys: 127, relative_difference: attention_difference }],
+            attention_timings: Vec::new(),
             kernel_tolerance: kernel_tolerance(DType::F16),
             attention: AttentionComparison {
                 prefill_fused_ms: 1.0,
