@@ -8,14 +8,18 @@
 //! the values: six to eight launches per layer. Here one cube computes one (row, kv head) for
 //! all the query heads that share it, so that each key and value is read once: the head's
 //! elements are split across the units of a plane (warp), each loading its part of a key or a
-//! value with one vector load, and a dot product is the plane's sum of its units' parts. The
-//! cube's planes (up to [`PLANES`], as many as [`planes_for`] fits in shared memory) take every
-//! `planes`-th run of [`KEY_RUN`] keys, whose loads are issued together, and keep per query head
-//! a running maximum, sum of exponentials and weighted sum of values (the online softmax of
-//! flash decoding), which meet in shared memory at the end. No score is stored, so any number of
-//! keys is taken. Keys whose mask is −∞ (past a row's filled positions in a decode step's
-//! fixed-capacity cache, or its padding) are neither read nor scored. The keys and values may be
-//! views of the cache (any strides but the last, which must be 1): nothing is copied.
+//! value with one vector load. The cube's planes (up to [`PLANES`], as many as [`planes_for`]
+//! fits in shared memory) take every `planes`-th run of [`KEY_RUN`] keys, whose loads are issued
+//! together. A run's dot products are summed across the plane by halving: each unit sends half
+//! of its keys' partial dots to another and adds the other half, until every unit holds the
+//! whole score of one key of the run: 9 exchanges per query head for a run of 8 keys on 32 units,
+//! where a sum over the plane per key takes 40. Each unit then
+//! weighs its own key; the plane's running maximum, sum of exponentials and weighted sum of
+//! values per query head (the online softmax of flash decoding) are updated once per run, and
+//! the planes' partial results meet in shared memory at the end. No score is stored, so any
+//! number of keys is taken. Keys whose mask is −∞ (past a row's filled positions in a decode
+//! step's fixed-capacity cache, or its padding) are neither read nor scored. The keys and values
+//! may be views of the cache (any strides but the last, which must be 1): nothing is copied.
 //!
 //! Splitting the keys between more cubes as well (flash decoding's second launch combining the
 //! splits) made a 1.5B decode step slower on an H200, 7.47 against 7.21 ms at 64 rows: the
@@ -47,8 +51,9 @@ const PLANES: usize = 8;
 const SHARED_BYTES: usize = 40 * 1024;
 /// Most elements of a head one unit holds (heads of up to `MAX_PER_UNIT` × the plane size).
 const MAX_PER_UNIT: usize = 8;
-/// Keys whose keys and values a plane loads before it uses any of them.
-const KEY_RUN: usize = 4;
+/// Keys whose keys and values a plane loads before it uses any of them, and whose scores its
+/// units then hold one key each (a power of two, at most the plane size).
+const KEY_RUN: usize = 8;
 
 /// Attention of one query position, routed to each backend.
 #[backend_extension(Cube, Flex, Fusion)]
@@ -94,6 +99,26 @@ fn planes_for(rep: usize, head_dim: usize) -> Option<usize> {
     (most >= 1).then(|| 1 << most.ilog2())
 }
 
+/// How the kernel lays out one (row, kv head) on planes of `plane` units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KernelLayout {
+    /// Planes per cube ([`planes_for`]).
+    planes: usize,
+    /// Elements of a head each unit holds.
+    per_unit: usize,
+}
+
+/// The kernel's layout for heads of `head_dim` elements, `rep` query heads per kv head, on planes
+/// of `plane` units; `None` where the kernel does not take them: the head must split into the
+/// plane's units in vectors of a power of two of at most [`MAX_PER_UNIT`] elements, a run of
+/// [`KEY_RUN`] keys must fit in a plane of a power-of-two size, and one plane's partial results in
+/// shared memory.
+fn kernel_layout(plane: usize, head_dim: usize, rep: usize) -> Option<KernelLayout> {
+    let per_unit = head_dim / plane;
+    let fits = plane.is_power_of_two() && KEY_RUN <= plane && head_dim.is_multiple_of(plane) && (1..=MAX_PER_UNIT).contains(&per_unit) && per_unit.is_power_of_two();
+    planes_for(rep, head_dim).filter(|_| fits).map(|planes| KernelLayout { planes, per_unit })
+}
+
 /// The four dimensions of `shape`.
 fn dims4(shape: &Shape) -> [usize; 4] {
     [shape[0], shape[1], shape[2], shape[3]]
@@ -103,12 +128,9 @@ impl DecodeAttentionOps for CubeBackend {
     fn decode_attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>, mask: FloatTensor<Self>) -> FloatTensor<Self> {
         let ([_, nh, _, hd], nkv) = (dims4(q.meta.shape()), k.meta.shape()[1]);
         let plane = q.client.properties().hardware.plane_size_max.max(1) as usize;
-        let per_unit = hd / plane;
-        let fits = q.client.properties().features.plane.contains(Plane::Ops)
-            && hd.is_multiple_of(plane)
-            && (1..=MAX_PER_UNIT).contains(&per_unit)
-            && per_unit.is_power_of_two();
-        let Some(planes) = planes_for(nh / nkv, hd).filter(|_| fits) else {
+        let layout = kernel_layout(plane, hd, nh / nkv).filter(|_| q.client.properties().features.plane.contains(Plane::Ops));
+        let Some(KernelLayout { planes, per_unit }) = layout else {
+            tracing::debug!(plane, head_dim = hd, heads = nh, kv_heads = nkv, "decode attention composed of burn's operations: the kernel does not take this shape or device");
             return composed::<Self>(q, k, v, mask);
         };
         // The cache's views are read in place when their rows are contiguous.
@@ -158,10 +180,11 @@ mod kernel {
     /// Cube `c` attends row `c / H_kv` with the `rep` query heads of kv head `c % H_kv` over
     /// `k.shape(2)` keys: `q`, `k`, `v` and `out` are read as vectors of `N = per_unit` elements,
     /// unit `lane` of each plane holding elements `N · lane..` of every head. Plane `p` of `planes`
-    /// takes the keys `p, p + planes, …`, `run` at a time (their loads issued together, keys
-    /// masked with −∞ skipped), and keeps for each query head a running maximum, sum of
-    /// exponentials and weighted sum of values (the online softmax, in f32); the planes' partial
-    /// results then meet in shared memory.
+    /// takes the keys `p · run, (p + planes) · run, …`, `run` at a time (their loads issued
+    /// together, keys masked with −∞ skipped); the run's dot products are scattered over the
+    /// plane's units by halving sums, one key per `plane_size / run` units, and each query head's
+    /// running maximum, sum of exponentials and weighted sum of values (the online softmax, in
+    /// f32) is updated once per run; the planes' partial results then meet in shared memory.
     #[allow(clippy::too_many_arguments)]
     #[cube(launch, address_type = "dynamic")]
     pub(super) fn decode_attention_kernel<F: Float, N: Size>(
@@ -213,49 +236,104 @@ mod kernel {
         let k_base = (row * k.stride(0) + kv_head * k.stride(1)) / per_unit + lane;
         let v_base = (row * v.stride(0) + kv_head * v.stride(1)) / per_unit + lane;
         let (k_step, v_step) = (k.stride(2) / per_unit, v.stride(2) / per_unit);
-        let mut key_parts = Array::<Vector<F, N>>::new(run);
-        let mut value_parts = Array::<Vector<F, N>>::new(run);
+        // After the sums that scatter a run's dot products, unit `lane` holds the score of key
+        // `lane / lanes_per_key` of the run, as do the `lanes_per_key − 1` units beside it.
+        let lanes_per_key = comptime!(plane_size / run);
+        let own_key = lane / lanes_per_key;
+        // Elements e of key i of the run at `i * per_unit + e`, in f32 (zero for masked keys).
+        let mut key_parts = Array::<f32>::new(comptime!(run * per_unit));
+        let mut value_parts = Array::<f32>::new(comptime!(run * per_unit));
         let mut masks = Array::<f32>::new(run);
+        let mut dots = Array::<f32>::new(run);
         for first in range_stepped(plane * run, keys, planes * run) {
-            // A run's keys past the last are masked. The run's mask values are loaded together,
-            // then its unmasked keys and values together (every unit of a plane takes the same
-            // branch): a masked key is neither read nor scored.
+            // A run's keys past the last are masked. The run's mask values are loaded together
+            // (every unit the same), then its unmasked keys and values together: a masked key is
+            // neither read nor scored, and a run of masked keys is skipped.
+            let mut live = false;
             #[unroll]
             for i in 0..run {
                 let t = first + i;
-                let key = select(t < keys, t, keys - 1);
-                masks[i] = select(t < keys, f32::cast_from(mask[row * keys + key]), f32::new(f32::NEG_INFINITY));
+                masks[i] = select(t < keys, f32::cast_from(mask[row * keys + select(t < keys, t, keys - 1)]), f32::new(f32::NEG_INFINITY));
+                live = live || masks[i] > f32::new(f32::NEG_INFINITY);
             }
-            #[unroll]
-            for i in 0..run {
-                if masks[i] > f32::new(f32::NEG_INFINITY) {
-                    let key = first + i;
-                    key_parts[i] = k[k_base + key * k_step];
-                    value_parts[i] = v[v_base + key * v_step];
-                }
-            }
-            #[unroll]
-            for i in 0..run {
-                if masks[i] > f32::new(f32::NEG_INFINITY) {
-                    let key_part = key_parts[i];
-                    let value_part = value_parts[i];
+            if live {
+                let own = first + own_key;
+                let own_mask = select(own < keys, f32::cast_from(mask[row * keys + select(own < keys, own, keys - 1)]), f32::new(f32::NEG_INFINITY));
+                #[unroll]
+                for i in 0..run {
                     #[unroll]
-                    for j in 0..rep {
+                    for e in 0..per_unit {
+                        key_parts[i * per_unit + e] = f32::new(0.0);
+                        value_parts[i * per_unit + e] = f32::new(0.0);
+                    }
+                    if masks[i] > f32::new(f32::NEG_INFINITY) {
+                        let key = first + i;
+                        let (key_part, value_part) = (k[k_base + key * k_step], v[v_base + key * v_step]);
+                        #[unroll]
+                        for e in 0..per_unit {
+                            key_parts[i * per_unit + e] = f32::cast_from(key_part.extract(e));
+                            value_parts[i * per_unit + e] = f32::cast_from(value_part.extract(e));
+                        }
+                    }
+                }
+                #[unroll]
+                for j in 0..rep {
+                    #[unroll]
+                    for i in 0..run {
                         let mut dot = 0.0f32;
                         #[unroll]
                         for e in 0..per_unit {
-                            dot += query[j * per_unit + e] * f32::cast_from(key_part.extract(e));
+                            dot += query[j * per_unit + e] * key_parts[i * per_unit + e];
                         }
-                        let score = plane_sum(dot) + masks[i];
-                        let new_best = select(score > best[j], score, best[j]);
-                        let shrink = f32::exp(best[j] - new_best);
-                        let p = f32::exp(score - new_best);
-                        total[j] = total[j] * shrink + p;
+                        dots[i] = dot;
+                    }
+                    // Halving sums: each unit sends half of its keys' partial dots to the unit
+                    // `mask` away and adds the other half's, until one key's sum is left.
+                    #[unroll]
+                    for r in 0..comptime!(run.ilog2() as usize) {
+                        let half = comptime!(run >> (r + 1));
+                        let upper = (lane & comptime!(plane_size >> (r + 1))) != 0;
+                        #[unroll]
+                        for i in 0..half {
+                            let (low, high) = (dots[i], dots[i + half]);
+                            dots[i] = select(upper, high, low) + plane_shuffle_xor(select(upper, low, high), comptime!((plane_size >> (r + 1)) as u32));
+                        }
+                    }
+                    let mut score = dots[0];
+                    #[unroll]
+                    for r in 0..comptime!(lanes_per_key.ilog2() as usize) {
+                        score += plane_shuffle_xor(score, comptime!((lanes_per_key >> (r + 1)) as u32));
+                    }
+                    score += own_mask;
+                    // The run's maximum and sum of exponentials over its keys (units `lanes_per_key`
+                    // apart), then its values weighted by each key's probability, shuffled from
+                    // the key's units.
+                    let mut run_best = score;
+                    #[unroll]
+                    for r in 0..comptime!(run.ilog2() as usize) {
+                        run_best = f32::max(run_best, plane_shuffle_xor(run_best, comptime!((lanes_per_key << r) as u32)));
+                    }
+                    let new_best = f32::max(best[j], run_best);
+                    let shrink = f32::exp(best[j] - new_best);
+                    let p = f32::exp(score - new_best);
+                    let mut run_total = p;
+                    #[unroll]
+                    for r in 0..comptime!(run.ilog2() as usize) {
+                        run_total += plane_shuffle_xor(run_total, comptime!((lanes_per_key << r) as u32));
+                    }
+                    total[j] = total[j] * shrink + run_total;
+                    best[j] = new_best;
+                    #[unroll]
+                    for e in 0..per_unit {
+                        acc[j * per_unit + e] *= shrink;
+                    }
+                    #[unroll]
+                    for i in 0..run {
+                        let weight = plane_shuffle(p, comptime!((i * lanes_per_key) as u32));
                         #[unroll]
                         for e in 0..per_unit {
-                            acc[j * per_unit + e] = acc[j * per_unit + e] * shrink + p * f32::cast_from(value_part.extract(e));
+                            acc[j * per_unit + e] += weight * value_parts[i * per_unit + e];
                         }
-                        best[j] = new_best;
                     }
                 }
             }
@@ -328,6 +406,20 @@ mod tests {
                 assert!(p.is_power_of_two() && p <= PLANES && p * rep * 130 * 4 <= SHARED_BYTES, "{rep} heads: {p} planes");
             }
         }
+    }
+
+    #[test]
+    fn the_kernel_takes_heads_that_split_into_a_planes_units_in_small_vectors() {
+        // Qwen2.5 and Llama 3 heads of 128 on 32-unit planes (NVIDIA), 64-unit planes (AMD).
+        assert_eq!(kernel_layout(32, 128, 6), Some(KernelLayout { planes: 8, per_unit: 4 }));
+        assert_eq!(kernel_layout(64, 128, 4), Some(KernelLayout { planes: 8, per_unit: 2 }));
+        assert_eq!(kernel_layout(32, 256, 1), Some(KernelLayout { planes: 8, per_unit: 8 }));
+        assert_eq!(kernel_layout(8, 64, 2), Some(KernelLayout { planes: 8, per_unit: 8 }));
+        assert_eq!(kernel_layout(32, 96, 6), None, "3 elements per unit is not a power of two");
+        assert_eq!(kernel_layout(16, 256, 6), None, "16 elements per unit exceed the registers allowed");
+        assert_eq!(kernel_layout(4, 16, 1), None, "a run of 8 keys needs at least 8 units");
+        assert_eq!(kernel_layout(48, 96, 1), None, "a plane of 48 units cannot halve its sums down to one key");
+        assert_eq!(kernel_layout(32, 256, 40), None, "40 query heads' results exceed shared memory");
     }
 
     #[test]
