@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Per-kernel summary of a CubeCL profiling log (CUBECL_DEBUG_OPTION=profile) of `trainer bench
-generate`: splits the log into decode steps at the sampling's prefix sums (CumulativeKernel, two
-per sampled token) and prints, for the last steps, the launches and GPU time of each kind of
-kernel (names without their hash suffix), largest first.
+generate`: splits the log into decode steps at the sampling (the prefix sums of burn's
+operations, CumulativeKernel, two per sampled token, or the sampling kernel, SampleRowsKernel)
+and prints, for the last steps, the launches and GPU time of each kind of kernel (names without
+their hash suffix), largest first.
 
     python3 scripts/device/profile_summary.py cubecl_profile.log [--steps 3] [--top 14]
 """
@@ -40,7 +41,7 @@ def main():
     marks = []
     for i, (_, name) in enumerate(rows):
         # The two prefix sums of one sampled token are a few launches apart; a step is hundreds.
-        if name.startswith("CumulativeKernel") and (not marks or i - marks[-1] > 200):
+        if name.startswith(("CumulativeKernel", "SampleRowsKernel")) and (not marks or i - marks[-1] > 200):
             marks.append(i)
     if len(marks) < 2:
         raise SystemExit(f"{args.log}: fewer than two decode steps found ({len(rows)} launches)")

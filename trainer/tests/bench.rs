@@ -45,6 +45,15 @@ fn generate_reports_throughput_bytes_per_step_and_a_profile() {
 }
 
 #[test]
+fn the_sampling_kernel_flag_samples_the_same_tokens_on_the_cpu_which_keeps_burns_operations() {
+    let args = ["generate", "--batch", "3", "--prompt-len", "4", "--new-tokens", "5"];
+    let plain = &bench(&args)[0];
+    let flagged = &bench(&[&args[..], &["--sampling-kernel"]].concat())[0];
+    assert_eq!(flagged["settings"]["sampling_kernel"], true, "{flagged}");
+    assert_eq!(plain["first_completion"], flagged["first_completion"], "{plain} {flagged}");
+}
+
+#[test]
 fn varied_lengths_finish_rows_early_and_the_batch_halves() {
     let fixed = &bench(&["generate", "--batch", "8", "--prompt-len", "3", "--new-tokens", "16"])[0];
     let steps = fixed["decode_steps"].as_u64().unwrap();
@@ -133,6 +142,13 @@ fn kernels_time_every_product_form_and_fused_attention_matches_the_materialised_
         let d = c["relative_difference"].as_f64().unwrap();
         assert!((0.0..1e-5).contains(&d), "the attention kernel's CPU path is burn's operations in f32: {c}");
     }
+    let samplers = report["sampler_checks"].as_array().unwrap();
+    let cases: Vec<(u64, f64)> = samplers.iter().map(|c| (c["vocab"].as_u64().unwrap(), c["temperature"].as_f64().unwrap())).collect();
+    assert_eq!(cases, [(400, 1.0), (400, 0.0), (400, 0.7), (1000, 1.0)], "{report}");
+    for c in samplers {
+        assert_eq!(c["misplaced"], 0, "{c}");
+        assert!((0.0..1e-4).contains(&c["logprob_difference"].as_f64().unwrap()), "{c}");
+    }
     let timings = report["attention_timings"].as_array().unwrap();
     let cases: Vec<(u64, u64)> = timings.iter().map(|t| (t["heads"].as_u64().unwrap(), t["keys"].as_u64().unwrap())).collect();
     assert_eq!(cases, [(2, 64), (2, 256), (2, 512), (4, 64), (4, 256), (4, 512)], "one and two query heads per kv head of the fixture: {report}");
@@ -154,8 +170,8 @@ fn kernels_with_checks_only_time_no_product_but_run_every_check() {
     let report = &bench(&["kernels", "--batch", "4", "--prompt-len", "12", "--micro-batch", "2", "--seq-len", "16", "--iterations", "1", "--checks-only"])[0];
     assert_eq!(report["products"].as_array().map(Vec::len), Some(0), "{report}");
     assert_eq!(report["settings"]["checks_only"], true, "{report}");
-    let counts = ["kernel_checks", "norm_checks", "rotary_checks", "attention_checks", "attention_timings"].map(|k| report[k].as_array().map(Vec::len));
-    assert_eq!(counts, [Some(10), Some(3), Some(4), Some(4), Some(6)], "{report}");
+    let counts = ["kernel_checks", "norm_checks", "rotary_checks", "attention_checks", "sampler_checks", "attention_timings"].map(|k| report[k].as_array().map(Vec::len));
+    assert_eq!(counts, [Some(10), Some(3), Some(4), Some(4), Some(4), Some(6)], "{report}");
     assert!(positive(&report["attention"]["decode_graph_ms"]), "{report}");
 }
 

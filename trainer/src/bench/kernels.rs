@@ -22,6 +22,7 @@ use crate::model::rotary_kernel::rotary_heads;
 use crate::model::transformer::RmsNorm;
 use crate::model::{BatchLayout, CausalLm, KvCache, RandomWeights, token_tensor};
 use crate::rollout::graph::{Recording, StepGraph, position_tensor};
+use crate::rollout::sampling::{DeviceSampler, SamplingParams, uniform_tensor};
 use crate::steering::Steering;
 
 /// Settings of the kernel benchmark.
@@ -151,6 +152,29 @@ pub struct AttentionCheck {
     pub relative_difference: f64,
 }
 
+/// One check of the sampler against a float64 recomputation.
+#[derive(Debug, Clone, Serialize)]
+pub struct SamplerCheck {
+    /// Rows sampled.
+    pub rows: usize,
+    /// Columns per row.
+    pub vocab: usize,
+    /// Temperature (0: greedy).
+    pub temperature: f32,
+    /// Rows whose id is not where the row's cumulative weight reaches `u · total` (within
+    /// [`SAMPLER_CDF_TOLERANCE`] of the total), or, greedy, not a largest logit, or whose
+    /// log-probability is not a finite number.
+    pub misplaced: usize,
+    /// The largest `|logp − recomputed logp|` of the sampled ids (finite ones).
+    pub logprob_difference: f64,
+}
+
+/// How far (relative to a row's total weight) a sampled id's cumulative-weight interval may miss
+/// `u · total` before [`SamplerCheck::misplaced`] counts it: f32 sums of 150,000 weights.
+const SAMPLER_CDF_TOLERANCE: f64 = 1e-4;
+/// The largest [`SamplerCheck::logprob_difference`] accepted (log-probabilities near −12 in f32).
+const SAMPLER_LOGPROB_TOLERANCE: f64 = 1e-3;
+
 /// Decode-attention launches recorded together for [`time_attention`].
 const ATTENTION_LAUNCHES: usize = 8;
 
@@ -202,6 +226,12 @@ pub struct KernelReport {
     /// prompt's length; one key (fewer than the kernel's planes); twelve query heads on one kv
     /// head (more outputs than the kernel's units); and 5,000 keys.
     pub attention_checks: Vec<AttentionCheck>,
+    /// The sampler of a decode step with the sampling kernel asked for
+    /// ([`DeviceSampler::sample_pairs`]: the kernel on GPU backends, burn's operations on the CPU)
+    /// against a float64 recomputation on random logits: the decode step's rows
+    /// over the shape's vocabulary at temperature 1 and greedy, three rows at temperature 0.7,
+    /// and a vocabulary of 1,000 (no whole blocks of 128: one unit per row).
+    pub sampler_checks: Vec<SamplerCheck>,
     /// The decode-attention kernel alone at the decode step's rows and head size: the shape's
     /// query and kv heads and as many query heads as kv heads (one query head per kv head), each
     /// over 64, 256 and 512 keys; sorted by heads, then keys.
@@ -238,6 +268,12 @@ impl KernelReport {
             return Err(Error::Backend(format!(
                 "the decode-attention kernel differs from burn's materialised attention with {} rows, {} heads, {} kv heads and {} keys: relative difference {:e}, expected at most {tolerance:e}",
                 c.rows, c.heads, c.kv_heads, c.keys, c.relative_difference
+            )));
+        }
+        if let Some(c) = self.sampler_checks.iter().find(|c| c.misplaced > 0 || !(c.logprob_difference <= SAMPLER_LOGPROB_TOLERANCE)) {
+            return Err(Error::Backend(format!(
+                "the sampler differs from a float64 recomputation over {} rows of {} columns at temperature {}: {} ids outside their row's CDF interval at u, log-probabilities off by up to {:e} (at most {SAMPLER_LOGPROB_TOLERANCE:e} accepted)",
+                c.rows, c.vocab, c.temperature, c.misplaced, c.logprob_difference
             )));
         }
         let d = self.attention.decode_kernel_relative_difference;
@@ -368,6 +404,10 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
         let relative_difference = check_attention(device, dtype, [rows, heads, kv_heads, keys, hd])?;
         attention_checks.push(AttentionCheck { rows, heads, kv_heads, keys, relative_difference });
     }
+    let mut sampler_checks = Vec::new();
+    for (rows, vocab, temperature) in [(bench.batch, config.vocab_size, 1.0), (bench.batch, config.vocab_size, 0.0), (3, config.vocab_size, 0.7), (2, 1000, 1.0)] {
+        sampler_checks.push(check_sampler(device, rows, vocab, temperature)?);
+    }
     let mut attention_timings = Vec::new();
     for heads in [nkv, nh] {
         for keys in [64, 256, 512] {
@@ -387,6 +427,7 @@ pub fn kernels(bench: &KernelBench, device: &Device, dtype: DType) -> Result<Ker
         norm_checks,
         rotary_checks,
         attention_checks,
+        sampler_checks,
         attention_timings,
         kernel_tolerance: kernel_tolerance(dtype),
         attention,
@@ -523,6 +564,40 @@ fn check_attention(device: &Device, dtype: DType, dims: [usize; 5]) -> Result<f6
     relative_difference(decode_attention(q, k, v, mask.cast(dtype)), expected)
 }
 
+/// The sampler of a decode step ([`DeviceSampler::sample_pairs`]) on random logits
+/// `[rows, vocab]` (normal, standard deviation 2) and evenly spread uniforms, against a float64
+/// recomputation on the host of each row's weights `exp((x − max) / T)`.
+fn check_sampler(device: &Device, rows: usize, vocab: usize, temperature: f32) -> Result<SamplerCheck> {
+    let logits = random_matrix([rows, vocab], 2.0, device, DType::F32);
+    let uniforms: Vec<f32> = (0..rows).map(|r| ((r * 37 % rows) as f32 + 0.5) / rows as f32).collect();
+    let params = SamplingParams { temperature, ..SamplingParams::default() };
+    let pairs = DeviceSampler::new(&params, vocab, device, true).sample_pairs(logits.clone(), uniform_tensor(&uniforms, device));
+    let (pairs, logits) = (host_f32(pairs, "the sampled ids")?, host_f32(logits, "the logits")?);
+    let scale = if temperature == 0.0 { 1.0 } else { 1.0 / f64::from(temperature) };
+    let (mut misplaced, mut logprob_difference) = (0, 0.0f64);
+    for (r, row) in logits.chunks_exact(vocab).enumerate() {
+        let scaled: Vec<f64> = row.iter().map(|&x| f64::from(x) * scale).collect();
+        let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let weights: Vec<f64> = scaled.iter().map(|x| (x - max).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        let id = pairs[2 * r] as usize;
+        let placed = match (id < vocab, temperature == 0.0) {
+            (false, _) => false,
+            (true, true) => scaled[id] == max,
+            (true, false) => {
+                let (before, target) = (weights[..id].iter().sum::<f64>(), f64::from(uniforms[r]) * total);
+                let slack = SAMPLER_CDF_TOLERANCE * total;
+                before <= target + slack && before + weights[id] >= target - slack
+            }
+        };
+        let difference = (f64::from(pairs[2 * r + 1]) - (scaled[id.min(vocab - 1)] - max - total.ln())).abs();
+        // A log-probability that is not a number fails the check, as a misplaced id does.
+        misplaced += usize::from(!placed || !difference.is_finite());
+        logprob_difference = logprob_difference.max(if difference.is_finite() { difference } else { 0.0 });
+    }
+    Ok(SamplerCheck { rows, vocab, temperature, misplaced, logprob_difference })
+}
+
 /// Prefill and one decode step with fused and with materialised attention, and the decode step
 /// with the trainer's decode-attention kernel.
 fn compare_attention(lm: &CausalLm, bench: &KernelBench) -> Result<AttentionComparison> {
@@ -638,6 +713,7 @@ mod tests {
             norm_checks: vec![NormCheck { rows: 64, hidden: 1536, relative_difference: norm_difference }],
             rotary_checks: vec![0.0],
             attention_checks: vec![AttentionCheck { rows: 3, heads: 4, kv_heads: 1, keys: 127, relative_difference: attention_difference }],
+            sampler_checks: Vec::new(),
             attention_timings: Vec::new(),
             kernel_tolerance: kernel_tolerance(DType::F16),
             attention: AttentionComparison {
@@ -671,5 +747,19 @@ mod tests {
         let err = report(&[0.0], 0.0, 0.05).verify().expect_err("the attention kernel's 5 % exceeds the tolerance").to_string();
         assert!(err.contains("decode-attention kernel") && err.contains("127 keys"), "{err}");
         assert!(report(&[0.0], 0.0, f64::NAN).verify().is_err(), "NaN is a failure");
+    }
+
+    #[test]
+    fn verification_fails_on_a_misplaced_sampled_id_or_a_log_probability_off_the_recomputation() {
+        let with_sampler = |misplaced: usize, logprob_difference: f64| {
+            let mut r = report(&[0.0], 0.0, 0.0);
+            r.sampler_checks = vec![SamplerCheck { rows: 64, vocab: 151_936, temperature: 1.0, misplaced, logprob_difference }];
+            r.verify()
+        };
+        assert!(with_sampler(0, 5e-4).is_ok());
+        let err = with_sampler(2, 0.0).expect_err("two ids outside their interval").to_string();
+        assert!(err.contains("sampler") && err.contains("64 rows of 151936 columns") && err.contains("2 ids"), "{err}");
+        assert!(with_sampler(0, 0.01).is_err(), "a log-probability 0.01 off");
+        assert!(with_sampler(0, f64::NAN).is_err(), "NaN is a failure");
     }
 }

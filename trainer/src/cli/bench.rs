@@ -93,6 +93,11 @@ pub enum BenchCommand {
         /// run do (the default generates with the base model).
         #[arg(long)]
         steered: bool,
+        /// Sample each step's rows with the trainer's sampling kernel, one launch per step
+        /// (`CausalLm::sampling_kernel`: off by default until `bench kernels` has checked it on
+        /// the device).
+        #[arg(long)]
+        sampling_kernel: bool,
     },
     /// One RL training micro-step (forward, backward to the trainable parameters, clip, AdamW):
     /// seconds, tokens/s, device memory, and the host time of each phase.
@@ -193,7 +198,7 @@ pub enum BenchCommand {
 /// Runs `trainer bench`; prints one JSON line per report.
 pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
     match &args.which {
-        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, fused_attention, burn_products, composed_norm, composed_rotary, composed_attention, unrecorded_steps, steered } => {
+        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, fused_attention, burn_products, composed_norm, composed_rotary, composed_attention, unrecorded_steps, steered, sampling_kernel } => {
             let device = on.backend.device_for(on.dtype)?;
             let settings = GenerateBench {
                 shape: on.shape.clone(),
@@ -211,6 +216,7 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 composed_attention: *composed_attention,
                 unrecorded_steps: *unrecorded_steps,
                 steered: *steered,
+                sampling_kernel: *sampling_kernel,
             };
             let bar = super::progress_bar((batch * new_tokens) as u64, "generating", quiet);
             let report = bench::generate(&settings, &device, on.dtype.dtype(), &bar)?;

@@ -491,6 +491,11 @@ pub struct CausalLm {
     /// host then issues one replay per step instead of every launch through burn. Default: set
     /// on GPU backends, unset on the CPU (which records no graphs).
     pub decode_graph: bool,
+    /// When set, generation on GPU backends samples each step's rows in one launch of the
+    /// trainer's sampling kernel ([`crate::rollout::sampling_kernel`]) where the sampling has no
+    /// top-k or top-p, instead of burn's operations (about twenty launches). Default: unset, until
+    /// the kernel's check has passed on the device (the module says why).
+    pub sampling_kernel: bool,
     embed_tokens: Tensor<2>,
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
@@ -547,6 +552,7 @@ impl CausalLm {
             rotary_kernel: on_gpu,
             decode_attention: on_gpu,
             decode_graph: on_gpu,
+            sampling_kernel: false,
             embed_tokens,
             layers,
             norm,

@@ -26,7 +26,7 @@ use crate::model::overwrite::overwrite;
 use crate::model::transformer::DecodeStep;
 use crate::model::{CausalLm, KvCache};
 
-use super::sampling::{DeviceSampler, PendingSample, id_logprob_pairs, uniform_tensor};
+use super::sampling::{DeviceSampler, PendingSample, uniform_tensor};
 
 /// Runs of a step before its capture: the first run plans and autotunes fusion's kernels (other
 /// buffers than later runs), the next ones settle the allocations the recording reuses.
@@ -188,8 +188,8 @@ fn run_step(model: &CausalLm, step: &DecodeStep, sampler: &DeviceSampler, ids: &
     let hidden = model.decode_step(step, ids, column, cache);
     let b = hidden.dims()[0];
     let logits = model.logits(hidden).reshape([b, model.config.vocab_size]);
-    let (next, logprobs) = sampler.sample(logits, uniforms.clone());
-    (next.clone().float(), id_logprob_pairs(next, logprobs))
+    let pairs = sampler.sample_pairs(logits, uniforms.clone());
+    (pairs.clone().narrow(1, 0, 1), pairs)
 }
 
 /// `position [1]` (f32) on `device`: the column [`CausalLm::decode_step`] takes.

@@ -10,6 +10,7 @@
 
 pub mod graph;
 pub mod sampling;
+pub mod sampling_kernel;
 
 use indicatif::ProgressBar;
 
@@ -167,7 +168,7 @@ fn generate_chunk(
     // The cache is held by `decoder` while a recorded step decodes the batch.
     let mut cache = Some(model.kv_cache(b, width + max_budget));
     let mut decoder: Option<GraphDecoder> = None;
-    let sampler = DeviceSampler::new(&request.sampling, model.config.vocab_size, device);
+    let sampler = DeviceSampler::new(&request.sampling, model.config.vocab_size, device, model.sampling_kernel);
     let mut recordable = model.decode_graph && sampler.stays_on_device();
     let key = |p: usize| request.prompt_keys.as_ref().map_or(p as u64, |k| k[p]);
     let mut streams: Vec<_> = rows.iter().map(|&(p, s)| request.sampling.stream(key(p), s)).collect();
@@ -223,9 +224,9 @@ fn generate_chunk(
                             let [rows_now, _, h] = out.hidden.dims();
                             let last = out.hidden.narrow(1, step_width - 1, 1).reshape([rows_now, 1, h]);
                             let logits = model.logits(last).reshape([rows_now, model.config.vocab_size]);
-                            let (ids, lps) = sampler.sample(logits, sampling::uniform_tensor(&uniforms, device));
-                            input = ids.clone();
-                            PendingSample::start(ids, lps)
+                            let pairs = sampler.sample_pairs(logits, sampling::uniform_tensor(&uniforms, device));
+                            input = pairs.clone().narrow(1, 0, 1).int();
+                            PendingSample::read(pairs)
                         }
                     }
                 }

@@ -14,6 +14,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{Error, Result};
+use crate::model::transformer::on_cpu;
+
+use super::sampling_kernel::sample_rows;
 
 /// How the next token is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -72,9 +75,8 @@ impl SamplingParams {
 /// per row (ignored when greedy). Returns the ids and their log-probabilities under the
 /// temperature-scaled distribution (before top-k/top-p truncation; raw logits when greedy).
 pub fn sample(logits: Tensor<2>, params: &SamplingParams, uniforms: &[f32], device: &Device) -> Result<(Vec<u32>, Vec<f32>)> {
-    let sampler = DeviceSampler::new(params, logits.dims()[1], device);
-    let (ids, logprobs) = sampler.sample(logits, uniform_tensor(uniforms, device));
-    PendingSample::start(ids, logprobs).wait()
+    let sampler = DeviceSampler::new(params, logits.dims()[1], device, false);
+    PendingSample::read(sampler.sample_pairs(logits, uniform_tensor(uniforms, device))).wait()
 }
 
 /// `uniforms` as the `[B, 1]` (f32) tensor [`DeviceSampler::sample`] takes.
@@ -90,13 +92,29 @@ pub struct DeviceSampler {
     params: SamplingParams,
     /// The columns' ranks `[1, V]`, when top-k cuts the vocabulary.
     rank: Option<Tensor<2, Int>>,
+    /// Whether rows are sampled by the one-launch sampling kernel ([`sample_rows`]): asked
+    /// for, on GPU backends, greedy or without top-k and top-p.
+    kernel: bool,
 }
 
 impl DeviceSampler {
-    /// A sampler with `params` over a vocabulary of `vocab` ids.
-    pub fn new(params: &SamplingParams, vocab: usize, device: &Device) -> Self {
+    /// A sampler with `params` over a vocabulary of `vocab` ids, with the sampling kernel where
+    /// `kernel` asks for it and it applies (see [`DeviceSampler::sample_pairs`]).
+    pub fn new(params: &SamplingParams, vocab: usize, device: &Device, kernel: bool) -> Self {
         let rank = params.top_k.filter(|&k| k < vocab && !params.is_greedy()).map(|_| Tensor::<1, Int>::arange(0..vocab as i64, device).reshape([1, vocab]));
-        Self { params: *params, rank }
+        let truncated = !params.is_greedy() && (params.top_p < 1.0 || rank.is_some());
+        Self { params: *params, rank, kernel: kernel && !truncated && !on_cpu(device) }
+    }
+
+    /// The sampled ids and their log-probabilities side by side, `[B, 2]` in f32 (as
+    /// [`id_logprob_pairs`] lays them out), from `logits [B, V]` (f32) with uniforms `u [B, 1]`:
+    /// one launch of the sampling kernel where it runs, [`DeviceSampler::sample`] elsewhere.
+    pub fn sample_pairs(&self, logits: Tensor<2>, u: Tensor<2>) -> Tensor<2> {
+        if self.kernel && logits.dtype() == DType::F32 {
+            return sample_rows(logits, u, self.params.temperature);
+        }
+        let (ids, logprobs) = self.sample(logits, u);
+        id_logprob_pairs(ids, logprobs)
     }
 
     /// Whether sampling runs on the device throughout: not with top-p or top-k, whose sort burn
@@ -142,7 +160,7 @@ pub fn id_logprob_pairs(ids: Tensor<2, Int>, logprobs: Tensor<2>) -> Tensor<2> {
 }
 
 /// The read-back of sampled ids and log-probabilities, started on the device's stream: work
-/// queued after [`PendingSample::start`] does not delay it.
+/// queued after [`PendingSample::read`] does not delay it.
 pub struct PendingSample {
     read: ReadState,
 }
@@ -154,13 +172,9 @@ enum ReadState {
 }
 
 impl PendingSample {
-    /// Starts reading `ids` and `logprobs` (both `[B, 1]`) in one transfer (ids are exact in f32
-    /// below 2^24): the first poll of the read queues the copy after the work it depends on.
-    pub fn start(ids: Tensor<2, Int>, logprobs: Tensor<2>) -> Self {
-        Self::read(id_logprob_pairs(ids, logprobs))
-    }
-
-    /// Starts reading `pairs [B, 2]` of [`id_logprob_pairs`].
+    /// Starts reading `pairs [B, 2]` (ids and log-probabilities, as [`id_logprob_pairs`] lays
+    /// them out) in one transfer: the first poll of the read queues the copy after the work it
+    /// depends on.
     pub fn read(both: Tensor<2>) -> Self {
         let mut read = Box::pin(async move { both.into_data_async().await.map_err(|e| e.to_string()) });
         let read = match read.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
