@@ -270,7 +270,7 @@ impl KernelReport {
                 c.rows, c.heads, c.kv_heads, c.keys, c.relative_difference
             )));
         }
-        if let Some(c) = self.sampler_checks.iter().find(|c| c.misplaced > 0 || !(c.logprob_difference <= SAMPLER_LOGPROB_TOLERANCE)) {
+        if let Some(c) = self.sampler_checks.iter().find(|c| c.misplaced > 0 || c.logprob_difference.is_nan() || c.logprob_difference > SAMPLER_LOGPROB_TOLERANCE) {
             return Err(Error::Backend(format!(
                 "the sampler differs from a float64 recomputation over {} rows of {} columns at temperature {}: {} ids outside their row's CDF interval at u, log-probabilities off by up to {:e} (at most {SAMPLER_LOGPROB_TOLERANCE:e} accepted)",
                 c.rows, c.vocab, c.temperature, c.misplaced, c.logprob_difference
