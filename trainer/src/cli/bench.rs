@@ -130,10 +130,11 @@ pub enum BenchCommand {
     /// micro-step's row counts, in several layouts and formulations (ms, TFLOP/s, weight GB/s),
     /// the trainer's kernels (decode product, RMSNorm, rotary embedding, decode attention)
     /// against burn's operations on random inputs (fails when one differs by more than the
-    /// dtype's tolerance), the decode-attention kernel alone over 64, 256 and 512 keys (µs, GB/s
-    /// of keys and values read), and the fused attention and the decode-attention kernel against the
-    /// materialised attention in a prefill and a decode step (ms, and the relative difference of
-    /// the hidden states).
+    /// dtype's tolerance), the sampler with the sampling kernel against a float64
+    /// recomputation (fails on a misplaced id), the decode-attention kernel alone over 64, 256
+    /// and 512 keys (µs, GB/s of keys and values read), and the fused attention and the
+    /// decode-attention kernel against the materialised attention in a prefill and a decode step
+    /// (ms, and the relative difference of the hidden states).
     Kernels {
         /// Shape, seed, backend, dtype.
         #[command(flatten)]
