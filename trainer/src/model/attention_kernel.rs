@@ -22,13 +22,17 @@
 //! may be views of the cache (any strides but the last, which must be 1): nothing is copied.
 //!
 //! Splitting the keys between more cubes as well (flash decoding's second launch combining the
-//! splits) made a 1.5B decode step slower on an H200, 7.47 against 7.21 ms at 64 rows: the
-//! kernel is not short of warps (docs/performance.md).
+//! splits) made a 1.5B decode step slower on an H200 with the previous version of this kernel
+//! (one plane sum per key), 7.47 against 7.21 ms at 64 rows: it was bound by instructions, not
+//! warps; the halving sums took a layer from 49.9 to 26.0 µs (docs/performance.md).
 //!
 //! It runs on CubeCL backends with plane operations where a head splits into the plane's units
 //! in vectors of at most [`MAX_PER_UNIT`] elements (heads of 32 to 256 elements on 32-unit
-//! planes); elsewhere, and on other backends (the CPU's flex), the same arithmetic runs as
-//! burn's operations in f32. The kernel is checked against the materialised attention on the
+//! planes); elsewhere (CubeCL grants no plane operations to CPU devices such as lavapipe), and
+//! on other backends (the CPU's flex), the same arithmetic runs as burn's operations in f32.
+//! The lanes are laid out for the largest plane size the device reports, which is the size it
+//! runs on NVIDIA and AMD GPUs; a device that runs smaller planes would need the layout to
+//! follow the plane size at run time. The kernel is checked against the materialised attention on the
 //! device by `trainer bench kernels`;
 //! [`CausalLm::decode_attention`](crate::model::CausalLm::decode_attention) says where it runs.
 
