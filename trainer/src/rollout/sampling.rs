@@ -102,8 +102,9 @@ impl DeviceSampler {
     /// `kernel` asks for it and it applies (see [`DeviceSampler::sample_pairs`]).
     pub fn new(params: &SamplingParams, vocab: usize, device: &Device, kernel: bool) -> Self {
         let rank = params.top_k.filter(|&k| k < vocab && !params.is_greedy()).map(|_| Tensor::<1, Int>::arange(0..vocab as i64, device).reshape([1, vocab]));
-        let truncated = !params.is_greedy() && (params.top_p < 1.0 || rank.is_some());
-        Self { params: *params, rank, kernel: kernel && !truncated && !on_cpu(device) }
+        let mut sampler = Self { params: *params, rank, kernel: false };
+        sampler.kernel = kernel && sampler.stays_on_device() && !on_cpu(device);
+        sampler
     }
 
     /// The sampled ids and their log-probabilities side by side, `[B, 2]` in f32 (as
