@@ -3,7 +3,7 @@
 # repository root, carrying `.gl` (Vulkan loader debs) and `.dev` (the stripped, gzipped `trainer`
 # binary as .dev/trainer.gz, built with `--release`: a dev build's decode steps were 1.7× slower,
 # docs/performance.md; and ../shared/bench/torch_baseline.py). Each stage has its own time
-# limit in seconds (CHECK_S, KERN_S, RL_S, GEN_S, GENU_S, GENS_S, GENN_S, GENR_S, GENA_S, GENV_S, GENF_S, GENK_S, GENSK_S, TRAIN_S, TRAIN_WG_S, TRAINF_S, GEN7_S, TRAIN7_S, TORCH_S,
+# limit in seconds (CHECK_S, KERN_S, RL_S, GEN_S, GENU_S, GENS_S, GENN_S, GENR_S, GENA_S, GENV_S, GENF_S, GENK_S, GENCS_S, TRAIN_S, TRAIN_WG_S, TRAINF_S, GEN7_S, TRAIN7_S, TORCH_S,
 # PROFILE_S, PROFILE_DK_S, PROFILE_KERN_S; 0 skips
 # a stage; TRAIN_SETUPS picks the 1.5B micro-steps, TORCH_SHAPES the PyTorch shapes)
 # so a slow one cannot eat the others, and stages append to one file each in $OUT (the device tool
@@ -23,7 +23,8 @@
 #                      attention (GENA_S) or its products (GENK_S) as burn's operations instead
 #                      of the trainer's kernels, the 1.5B shape with budgets from 32 to 256
 #                      tokens, so that the batch halves (GENV_S), the 1.5B shape with fused
-#                      attention (GENF_S), with the sampling kernel (GENSK_S), then the 7B shape (GEN7_S)
+#                      attention (GENF_S), with burn's sampling operations instead of the
+#                      trainer's sampling kernel (GENCS_S), then the 7B shape (GEN7_S)
 #   train_step.log     the RL micro-step, 4 × 1024 tokens: steering, LoRA and the full model on the
 #                      1.5B shape (TRAIN_S each), steering keeping the whole graph (TRAIN_WG_S),
 #                      steering with fused attention (TRAINF_S), then steering on the 7B
@@ -73,7 +74,7 @@ stage ${GENA_S:-0} generate.log $T $GEN --shape $S15 --composed-attention $V
 stage ${GENV_S:-0} generate.log $T $GEN --shape $S15 --varied-lengths $V
 stage ${GENF_S:-0} generate.log $T $GEN --shape $S15 --fused-attention $V
 stage ${GENK_S:-0} generate.log $T $GEN --shape $S15 --burn-products $V
-stage ${GENSK_S:-0} generate.log $T $GEN --shape $S15 --sampling-kernel $V
+stage ${GENCS_S:-0} generate.log $T $GEN --shape $S15 --composed-sampling $V
 for setup in ${TRAIN_SETUPS:-steering lora full-model}; do
   stage ${TRAIN_S:-100} train_step.log $T $TRAIN --shape $S15 --setup $setup $V
 done

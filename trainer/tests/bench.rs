@@ -45,11 +45,12 @@ fn generate_reports_throughput_bytes_per_step_and_a_profile() {
 }
 
 #[test]
-fn the_sampling_kernel_flag_samples_the_same_tokens_on_the_cpu_which_keeps_burns_operations() {
+fn the_composed_sampling_flag_samples_the_same_tokens_on_the_cpu_which_keeps_burns_operations() {
     let args = ["generate", "--batch", "3", "--prompt-len", "4", "--new-tokens", "5"];
     let plain = &bench(&args)[0];
-    let flagged = &bench(&[&args[..], &["--sampling-kernel"]].concat())[0];
-    assert_eq!(flagged["settings"]["sampling_kernel"], true, "{flagged}");
+    let flagged = &bench(&[&args[..], &["--composed-sampling"]].concat())[0];
+    assert_eq!(plain["settings"]["composed_sampling"], false, "{plain}");
+    assert_eq!(flagged["settings"]["composed_sampling"], true, "{flagged}");
     assert_eq!(plain["first_completion"], flagged["first_completion"], "{plain} {flagged}");
 }
 

@@ -146,9 +146,9 @@ pub struct GenerateBench {
     /// Generate with a random steering vector `[L, H]` after every layer's MLP (an RL
     /// rollout's setting) instead of the base model.
     pub steered: bool,
-    /// Sample each step's rows with the trainer's sampling kernel ([`CausalLm::sampling_kernel`],
-    /// off by default until checked on the device).
-    pub sampling_kernel: bool,
+    /// Sample each step's rows with burn's operations, not the trainer's sampling kernel
+    /// ([`CausalLm::sampling_kernel`]).
+    pub composed_sampling: bool,
 }
 
 impl GenerateBench {
@@ -258,7 +258,7 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     lm.rotary_kernel &= !bench.composed_rotary;
     lm.decode_attention &= !bench.composed_attention;
     lm.decode_graph &= !bench.unrecorded_steps;
-    lm.sampling_kernel = bench.sampling_kernel;
+    lm.sampling_kernel &= !bench.composed_sampling;
     crate::device::sync(device, "loading the weights")?;
     let load_secs = start.elapsed().as_secs_f64();
     // Deterministic pseudo-random prompt tokens.

@@ -93,11 +93,11 @@ pub enum BenchCommand {
         /// run do (the default generates with the base model).
         #[arg(long)]
         steered: bool,
-        /// Sample each step's rows with the trainer's sampling kernel, one launch per step
-        /// (`CausalLm::sampling_kernel`: off by default until `bench kernels` has checked it on
-        /// the device).
+        /// Sample each step's rows with burn's operations (about twenty launches) instead of the
+        /// trainer's sampling kernel, one launch per step (`CausalLm::sampling_kernel`, on by
+        /// default on GPU backends).
         #[arg(long)]
-        sampling_kernel: bool,
+        composed_sampling: bool,
     },
     /// One RL training micro-step (forward, backward to the trainable parameters, clip, AdamW):
     /// seconds, tokens/s, device memory, and the host time of each phase.
@@ -199,7 +199,7 @@ pub enum BenchCommand {
 /// Runs `trainer bench`; prints one JSON line per report.
 pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
     match &args.which {
-        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, fused_attention, burn_products, composed_norm, composed_rotary, composed_attention, unrecorded_steps, steered, sampling_kernel } => {
+        BenchCommand::Generate { on, batch, prompt_len, new_tokens, temperature, profile, varied_lengths, fused_attention, burn_products, composed_norm, composed_rotary, composed_attention, unrecorded_steps, steered, composed_sampling } => {
             let device = on.backend.device_for(on.dtype)?;
             let settings = GenerateBench {
                 shape: on.shape.clone(),
@@ -217,7 +217,7 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 composed_attention: *composed_attention,
                 unrecorded_steps: *unrecorded_steps,
                 steered: *steered,
-                sampling_kernel: *sampling_kernel,
+                composed_sampling: *composed_sampling,
             };
             let bar = super::progress_bar((batch * new_tokens) as u64, "generating", quiet);
             let report = bench::generate(&settings, &device, on.dtype.dtype(), &bar)?;

@@ -493,8 +493,8 @@ pub struct CausalLm {
     pub decode_graph: bool,
     /// When set, generation on GPU backends samples each step's rows in one launch of the
     /// trainer's sampling kernel ([`crate::rollout::sampling_kernel`]) where the sampling has no
-    /// top-k or top-p, instead of burn's operations (about twenty launches). Default: unset, until
-    /// the kernel's check has passed on the device (the module says why).
+    /// top-k or top-p, instead of burn's operations (about twenty launches). Default: set on GPU
+    /// backends, unset on the CPU (which keeps burn's operations either way).
     pub sampling_kernel: bool,
     embed_tokens: Tensor<2>,
     layers: Vec<DecoderLayer>,
@@ -552,7 +552,7 @@ impl CausalLm {
             rotary_kernel: on_gpu,
             decode_attention: on_gpu,
             decode_graph: on_gpu,
-            sampling_kernel: false,
+            sampling_kernel: on_gpu,
             embed_tokens,
             layers,
             norm,

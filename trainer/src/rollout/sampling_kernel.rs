@@ -24,10 +24,9 @@
 //! routes it). The kernel is checked against a float64 recomputation on the device by
 //! `trainer bench kernels`.
 //!
-//! Off by default ([`CausalLm::sampling_kernel`](crate::model::CausalLm::sampling_kernel)): the
-//! first version's check on an H200 failed (it read the row's length in vectors where CubeCL
-//! gives it in elements; the one-unit kernel passed), and the fixed version has not yet run
-//! there.
+//! On by default on GPU backends ([`CausalLm::sampling_kernel`](crate::model::CausalLm::sampling_kernel)).
+//! On an H200 it places every id as the recomputation does and its log-probabilities are within
+//! 9e-7, and it takes a 1.5B decode step of 64 rows from 6.08 to 5.88 ms (docs/performance.md).
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, backend_extension};
