@@ -13,9 +13,12 @@
 //! need another's: the whole cube loads the next [`BUFFERS`] stages of `K` (`16 · stage_tiles`
 //! columns of `x`'s rows and of the weight's block each) with 16-byte vector loads into registers
 //! while it multiplies the current stage from shared memory with cooperative-matrix instructions
-//! (tensor cores), accumulating in f32, and the weight is read once. Where the column blocks alone are too few to
-//! fill the GPU (q/k/v, `o_proj`, `down_proj` at 64 rows), `K` is split between cubes that
-//! write f32 partial sums, and a second launch adds them. Two earlier versions split `K` between
+//! (tensor cores), accumulating in f32, and the weight is read once. `K` may be split between
+//! cubes whose planes store their f32 sums straight into a partial-sum buffer, which a second
+//! launch adds (finishing the epilogue); without a split the cube finishes its block from shared
+//! memory. [`Plan::choose`] picks the block width, the stage depth and the split by a cost model
+//! of the busiest SM: at 64 rows an H200 runs 132 SMs, and 280 cubes put three on some SMs and
+//! two on most (docs/performance.md). Two earlier versions split `K` between
 //! the planes of a cube that owned one strip of 16 columns instead: their planes' sums met in
 //! shared memory in rounds, and each plane took 3–5 µs per tile of `K` on an H200, whether it
 //! loaded its tiles with cooperative-matrix loads from global memory or staged them through
@@ -53,8 +56,6 @@ use kernel::{decode_product_kernel, sum_partials_kernel};
 pub const TILE: usize = 16;
 /// Most planes per cube (one per output tile); a power of two.
 pub const PLANES: usize = 16;
-/// Cubes per streaming multiprocessor that a product's split of `K` aims at.
-const CUBES_PER_SM: usize = 2;
 /// Streaming multiprocessors assumed where the runtime does not say (an H100's or H200's 132).
 const DEFAULT_SMS: usize = 132;
 /// Units per cube of the launch that adds partial sums.
@@ -212,10 +213,10 @@ fn launch(x: CubeTensor, w: CubeTensor, epilogue: Epilogue<CubeBackend>) -> Cube
     let client = x.client.clone();
     let hardware = &client.properties().hardware;
     let plane = hardware.plane_size_max.max(1) as usize;
-    let target_cubes = CUBES_PER_SM * hardware.num_streaming_multiprocessors.map_or(DEFAULT_SMS, |s| s as usize);
+    let sms = hardware.num_streaming_multiprocessors.map_or(DEFAULT_SMS, |s| s as usize);
     let Epilogue { up, bias, residual } = epilogue;
     let (gated, has_bias, has_residual) = (up.is_some(), bias.is_some(), residual.is_some());
-    let plan = Plan::choose(m / TILE, n / TILE, k / TILE, gated, x.dtype.size(), target_cubes);
+    let plan = Plan::choose(m / TILE, n / TILE, k / TILE, gated, x.dtype.size(), sms);
     let parts = if gated { 2 } else { 1 };
     // An absent operand is given as `x` in its place (read by no instruction: the comptime flags
     // remove the reads).
@@ -282,27 +283,83 @@ struct Plan {
     stages_per_split: usize,
 }
 
+/// The most cubes that share one column block's `K` (the launch adding their partial sums
+/// unrolls a loop over them).
+const MAX_SPLITS: usize = 16;
+/// What [`Plan::cost`] charges one SM per `16 × 16 × 16` tile product, in nanoseconds.
+const TILE_PRODUCT_NS: f64 = 8.5;
+/// What [`Plan::cost`] charges one SM per byte a cube stages (of `x` and of the weights), in
+/// nanoseconds.
+const STAGED_BYTE_NS: f64 = 0.033;
+/// Planes (warps) an SM needs before [`Plan::cost`] counts it as fully busy.
+const BUSY_PLANES: usize = 16;
+/// Bytes per nanosecond at which partial sums of a split `K` are written and read back.
+const PARTIAL_BYTES_PER_NS: f64 = 2000.0;
+/// Nanoseconds of the launch adding partial sums, beyond its traffic.
+const SUM_LAUNCH_NS: f64 = 3000.0;
+
 impl Plan {
     /// The plan for `m_tiles`, `n_tiles`, `k_tiles` tiles of rows, columns and `K`, elements of
-    /// `elem` bytes: up to [`PLANES`] planes (half as many when gated) whose staged tiles and
-    /// sums fit in [`SHARED_BYTES`], and `K` split until there are about `target_cubes` cubes.
-    fn choose(m_tiles: usize, n_tiles: usize, k_tiles: usize, gated: bool, elem: usize, target_cubes: usize) -> Self {
+    /// `elem` bytes, on a device of `sms` streaming multiprocessors: of the plans with up to
+    /// [`PLANES`] planes per cube whose shared memory fits in [`SHARED_BYTES`] (the largest stage
+    /// that fits for each block width and split), the one of least [`Plan::cost`]; ties go to
+    /// fewer splits, then fewer cubes.
+    fn choose(m_tiles: usize, n_tiles: usize, k_tiles: usize, gated: bool, elem: usize, sms: usize) -> Self {
         let parts = if gated { 2 } else { 1 };
-        let row_tiles = m_tiles;
+        let mut best: Option<((u64, usize, usize), Self)> = None;
         let mut col_tiles = 1;
-        while col_tiles * 2 * row_tiles * parts <= PLANES && n_tiles.is_multiple_of(col_tiles * 2) {
+        while col_tiles * m_tiles * parts <= PLANES && n_tiles.is_multiple_of(col_tiles) {
+            for wanted_splits in 1..=MAX_SPLITS {
+                let fitting = [8, 4, 2, 1].into_iter().filter(|t| k_tiles.is_multiple_of(*t)).find_map(|stage_tiles| {
+                    let stages = k_tiles / stage_tiles;
+                    let stages_per_split = stages.div_ceil(wanted_splits.min(stages));
+                    let plan = Self { row_tiles: m_tiles, col_tiles, stage_tiles, splits: stages.div_ceil(stages_per_split), stages_per_split };
+                    (plan.shared_bytes(parts, elem) <= SHARED_BYTES).then_some(plan)
+                });
+                if let Some(plan) = fitting {
+                    let key = (plan.cost(n_tiles, parts, elem, sms).round() as u64, plan.splits, plan.cubes(n_tiles));
+                    if best.as_ref().is_none_or(|(b, _)| key < *b) {
+                        best = Some((key, plan));
+                    }
+                }
+            }
             col_tiles *= 2;
         }
-        let mut stage_tiles = [4, 2, 1].into_iter().find(|t| k_tiles.is_multiple_of(*t)).unwrap_or(1);
-        // Staged rows carry one vector of padding (see the kernel's `stash`).
-        let bytes = |cols: usize, stage: usize| (row_tiles + parts * cols) * TILE * (stage * TILE * elem + VECTOR_BYTES) + parts * row_tiles * cols * TILE * TILE * 4;
-        while bytes(col_tiles, stage_tiles) > SHARED_BYTES && (col_tiles > 1 || stage_tiles > 1) {
-            if col_tiles > 1 { col_tiles /= 2 } else { stage_tiles /= 2 }
-        }
-        let stages = k_tiles / stage_tiles;
-        let blocks = n_tiles / col_tiles;
-        let per = stages.div_ceil(target_cubes.div_ceil(blocks).clamp(1, stages.max(1))).max(1);
-        Self { row_tiles, col_tiles, stage_tiles, splits: stages.div_ceil(per).max(1), stages_per_split: per }
+        // One column tile and one tile of `K` per stage fit any product of at most `MAX_ROWS` rows.
+        best.map_or(Self { row_tiles: m_tiles, col_tiles: 1, stage_tiles: 1, splits: 1, stages_per_split: k_tiles }, |(_, plan)| plan)
+    }
+
+    /// Cubes of the launch.
+    fn cubes(&self, n_tiles: usize) -> usize {
+        n_tiles / self.col_tiles * self.splits
+    }
+
+    /// Shared memory of one cube: the staged rows (each with one vector of padding, see the
+    /// kernel's `stash`) and, when `K` is not split, the block's f32 sums.
+    fn shared_bytes(&self, parts: usize, elem: usize) -> usize {
+        let staged = (self.row_tiles + parts * self.col_tiles) * TILE * (self.stage_tiles * TILE * elem + VECTOR_BYTES);
+        let sums = if self.splits == 1 { parts * self.row_tiles * self.col_tiles * TILE * TILE * 4 } else { 0 };
+        staged + sums
+    }
+
+    /// A model of the product's time in nanoseconds: the busiest SM holds `⌈cubes / sms⌉` cubes
+    /// and spends [`TILE_PRODUCT_NS`] per tile product and [`STAGED_BYTE_NS`] per staged byte of
+    /// theirs, slowed in proportion where it has fewer than [`BUSY_PLANES`] planes; a split `K`
+    /// adds the traffic of its partial sums and a second launch.
+    fn cost(&self, n_tiles: usize, parts: usize, elem: usize, sms: usize) -> f64 {
+        let per_sm = self.cubes(n_tiles).div_ceil(sms.max(1));
+        let k_tiles = self.stage_tiles * self.stages_per_split;
+        let planes = self.row_tiles * self.col_tiles * parts;
+        let products = planes * k_tiles;
+        let staged = (self.row_tiles + parts * self.col_tiles) * TILE * k_tiles * TILE * elem;
+        let busy = ((per_sm * planes) as f64 / BUSY_PLANES as f64).min(1.0);
+        let compute = per_sm as f64 * (products as f64 * TILE_PRODUCT_NS + staged as f64 * STAGED_BYTE_NS) / busy;
+        let partials = if self.splits > 1 {
+            SUM_LAUNCH_NS + (self.splits * parts * self.row_tiles * TILE * n_tiles * TILE * 4 * 2) as f64 / PARTIAL_BYTES_PER_NS
+        } else {
+            0.0
+        };
+        compute + partials
     }
 }
 
@@ -503,25 +560,30 @@ mod kernel {
                 }
             }
         }
-        // The block's sums `[parts, 16·row_tiles, 16·col_tiles]` (part 1: `x·upᵀ`).
-        let mut sums = Shared::<[f32]>::new_slice(comptime!(if finish.gated { 2 * block } else { block }));
-        let at = r * TILE * width + c * TILE;
-        cmma::store(sums.slice_mut(at, at + (TILE - 1) * width + TILE), &sum, width as u32, cmma::MatrixLayout::RowMajor);
-        if finish.gated {
-            let at = at + block;
-            cmma::store(sums.slice_mut(at, at + (TILE - 1) * width + TILE), &up_sum, width as u32, cmma::MatrixLayout::RowMajor);
-        }
-        sync_cube();
-        for i in range_stepped(UNIT_POS as usize, block, threads) {
-            let (row, col) = (i / width, col0 + i % width);
-            if split {
-                let parts = comptime!(if finish.gated { 2 } else { 1 });
-                let slot = CUBE_POS_Y as usize * parts;
-                partials[(slot * m + row) * n + col] = sums[i];
-                if finish.gated {
-                    partials[((slot + 1) * m + row) * n + col] = sums[block + i];
-                }
-            } else {
+        if split {
+            // Each plane stores its f32 sums straight into its tile of `partials`.
+            let parts = comptime!(if finish.gated { 2usize } else { 1usize });
+            let slot = CUBE_POS_Y as usize * parts;
+            let at = (slot * m + r * TILE) * n + col0 + c * TILE;
+            let span = (TILE - 1) * n + TILE;
+            cmma::store(partials.slice_mut(at, at + span), &sum, u32::cast_from(n), cmma::MatrixLayout::RowMajor);
+            if finish.gated {
+                let at = at + m * n;
+                cmma::store(partials.slice_mut(at, at + span), &up_sum, u32::cast_from(n), cmma::MatrixLayout::RowMajor);
+            }
+        } else {
+            // The block's sums `[parts, 16·row_tiles, 16·col_tiles]` (part 1: `x·upᵀ`), finished
+            // by the whole cube.
+            let mut sums = Shared::<[f32]>::new_slice(comptime!(if finish.gated { 2 * block } else { block }));
+            let at = r * TILE * width + c * TILE;
+            cmma::store(sums.slice_mut(at, at + (TILE - 1) * width + TILE), &sum, width as u32, cmma::MatrixLayout::RowMajor);
+            if finish.gated {
+                let at = at + block;
+                cmma::store(sums.slice_mut(at, at + (TILE - 1) * width + TILE), &up_sum, width as u32, cmma::MatrixLayout::RowMajor);
+            }
+            sync_cube();
+            for i in range_stepped(UNIT_POS as usize, block, threads) {
+                let (row, col) = (i / width, col0 + i % width);
                 let mut up_value = 0.0;
                 if finish.gated {
                     up_value = sums[block + i];
@@ -578,26 +640,44 @@ mod tests {
     }
 
     #[test]
-    fn plans_fit_shared_memory_split_k_towards_the_target_cube_count_and_cover_every_stage() {
+    fn the_1_5b_shape_s_decode_products_get_the_cost_model_s_plans() {
         let plan = |row_tiles, col_tiles, stage_tiles, splits, stages_per_split| Plan { row_tiles, col_tiles, stage_tiles, splits, stages_per_split };
-        // The 1.5B shape at 64 rows, aiming at 264 cubes: q/k/v (N = 2048) and down_proj
-        // (K = 8960) split K; gate/up (N = 8960, gated) has 280 blocks already.
-        assert_eq!(Plan::choose(4, 128, 96, false, 2, 264), plan(4, 4, 4, 8, 3));
-        assert_eq!(Plan::choose(4, 96, 560, false, 2, 264), plan(4, 4, 4, 11, 13));
-        assert_eq!(Plan::choose(4, 560, 96, true, 2, 264), plan(4, 2, 4, 1, 24));
-        // One row tile: more column tiles, as many as fit in shared memory.
-        assert_eq!(Plan::choose(1, 9496, 96, false, 2, 264), plan(1, 8, 4, 1, 24));
+        // q/k/v (1536 → 2048) and o_proj (1536 → 1536): 4 splits of K of 3 stages of 128.
+        assert_eq!(Plan::choose(4, 128, 96, false, 2, 132), plan(4, 4, 8, 4, 3));
+        assert_eq!(Plan::choose(4, 96, 96, false, 2, 132), plan(4, 4, 8, 4, 3));
+        // gate/up (1536 → 2 × 8960, gated): 560 cubes of 32 columns, K split in 2.
+        assert_eq!(Plan::choose(4, 560, 96, true, 2, 132), plan(4, 2, 8, 2, 6));
+        // down_proj (8960 → 1536): 5 splits of 14 stages.
+        assert_eq!(Plan::choose(4, 96, 560, false, 2, 132), plan(4, 4, 8, 5, 14));
+    }
+
+    #[test]
+    fn the_cost_model_charges_the_busiest_sm() {
+        let plan = Plan { row_tiles: 4, col_tiles: 2, stage_tiles: 8, splits: 1, stages_per_split: 12 };
+        // 264 cubes fill 132 SMs twice; 280 put a third cube on 16 of them.
+        let (even, uneven) = (plan.cost(528, 2, 2, 132), plan.cost(560, 2, 2, 132));
+        assert!((uneven / even - 1.5).abs() < 1e-9, "{even} {uneven}");
+        // Halving K between two cubes halves each cube's work but adds the partial sums'
+        // traffic (2 splits × 2 parts × 64 × 8960 f32, written and read) and a launch.
+        let split = Plan { splits: 2, stages_per_split: 6, ..plan };
+        let traffic = (2 * 2 * 64 * 8960 * 4 * 2) as f64 / PARTIAL_BYTES_PER_NS;
+        assert!((split.cost(560, 2, 2, 132) - (plan.cost(560, 2, 2, 132) * 5.0 / 3.0 / 2.0 + SUM_LAUNCH_NS + traffic)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn every_plan_fits_shared_memory_within_the_plane_and_split_limits_and_covers_every_stage() {
         for m_tiles in 1..=MAX_ROWS / TILE {
-            for (n_tiles, k_tiles) in [(1, 1), (3, 5), (96, 96), (128, 96), (560, 96), (96, 560), (9496, 96)] {
+            for (n_tiles, k_tiles) in [(1, 1), (3, 5), (96, 96), (128, 96), (560, 96), (96, 560), (9496, 96), (1184, 224)] {
                 for gated in [false, true] {
-                    let p = Plan::choose(m_tiles, n_tiles, k_tiles, gated, 2, 264);
+                    let p = Plan::choose(m_tiles, n_tiles, k_tiles, gated, 2, 132);
                     let parts = if gated { 2 } else { 1 };
-                    assert!(p.col_tiles.is_power_of_two() && n_tiles.is_multiple_of(p.col_tiles) && p.row_tiles * p.col_tiles * parts <= PLANES, "{p:?}");
-                    assert!(k_tiles.is_multiple_of(p.stage_tiles), "{p:?}");
+                    assert!(p.row_tiles == m_tiles && n_tiles.is_multiple_of(p.col_tiles) && p.row_tiles * p.col_tiles * parts <= PLANES, "{p:?}");
+                    assert!(k_tiles.is_multiple_of(p.stage_tiles) && p.splits <= MAX_SPLITS, "{p:?}");
                     let stages = k_tiles / p.stage_tiles;
                     assert!(p.splits * p.stages_per_split >= stages && (p.splits - 1) * p.stages_per_split < stages, "{p:?}: every split has a stage");
-                    let bytes = (p.row_tiles + parts * p.col_tiles) * 16 * (p.stage_tiles * 32 + 16) + parts * p.row_tiles * p.col_tiles * 1024;
-                    assert!(bytes <= SHARED_BYTES, "{p:?}: {bytes} bytes");
+                    let sums = if p.splits == 1 { parts * p.row_tiles * p.col_tiles * 1024 } else { 0 };
+                    let bytes = (p.row_tiles + parts * p.col_tiles) * 16 * (p.stage_tiles * 32 + 16) + sums;
+                    assert!(bytes <= SHARED_BYTES && bytes == p.shared_bytes(parts, 2), "{p:?}: {bytes} bytes");
                 }
             }
         }
