@@ -349,8 +349,8 @@ impl Plan {
     fn cost(&self, n_tiles: usize, parts: usize, elem: usize, sms: usize) -> f64 {
         let per_sm = self.cubes(n_tiles).div_ceil(sms.max(1));
         let k_tiles = self.stage_tiles * self.stages_per_split;
-        let planes = self.row_tiles * self.col_tiles * parts;
-        let products = planes * k_tiles;
+        let planes = self.row_tiles * self.col_tiles;
+        let products = planes * parts * k_tiles;
         let staged = (self.row_tiles + parts * self.col_tiles) * TILE * k_tiles * TILE * elem;
         let busy = ((per_sm * planes) as f64 / BUSY_PLANES as f64).min(1.0);
         let compute = per_sm as f64 * (products as f64 * TILE_PRODUCT_NS + staged as f64 * STAGED_BYTE_NS) / busy;
@@ -640,7 +640,7 @@ mod tests {
     }
 
     #[test]
-    fn the_1_5b_shape_s_decode_products_get_the_cost_model_s_plans() {
+    fn the_1_5b_and_7b_shapes_decode_products_get_the_cost_model_s_plans() {
         let plan = |row_tiles, col_tiles, stage_tiles, splits, stages_per_split| Plan { row_tiles, col_tiles, stage_tiles, splits, stages_per_split };
         // q/k/v (1536 → 2048) and o_proj (1536 → 1536): 4 splits of K of 3 stages of 128.
         assert_eq!(Plan::choose(4, 128, 96, false, 2, 132), plan(4, 4, 8, 4, 3));
@@ -649,6 +649,11 @@ mod tests {
         assert_eq!(Plan::choose(4, 560, 96, true, 2, 132), plan(4, 2, 8, 2, 6));
         // down_proj (8960 → 1536): 5 splits of 14 stages.
         assert_eq!(Plan::choose(4, 96, 560, false, 2, 132), plan(4, 4, 8, 5, 14));
+        // The 7B shape: q/k/v (3584 → 4608), o_proj, gate/up (3584 → 2 × 18944), down_proj.
+        assert_eq!(Plan::choose(4, 288, 224, false, 2, 132), plan(4, 4, 8, 7, 4));
+        assert_eq!(Plan::choose(4, 224, 224, false, 2, 132), plan(4, 4, 8, 2, 14));
+        assert_eq!(Plan::choose(4, 1184, 224, true, 2, 132), plan(4, 2, 8, 2, 14));
+        assert_eq!(Plan::choose(4, 224, 1184, false, 2, 132), plan(4, 4, 8, 7, 22));
     }
 
     #[test]
