@@ -92,8 +92,9 @@ pub struct DeviceSampler {
     params: SamplingParams,
     /// The columns' ranks `[1, V]`, when top-k cuts the vocabulary.
     rank: Option<Tensor<2, Int>>,
-    /// Whether rows are sampled by the one-launch sampling kernel ([`sample_rows`]): asked
-    /// for, on GPU backends, greedy or without top-k and top-p.
+    /// Whether the one-launch sampling kernel ([`sample_rows`]) was asked for on a GPU backend;
+    /// it samples the rows where sampling stays on the device (greedy, or without top-k and
+    /// top-p).
     kernel: bool,
 }
 
@@ -102,16 +103,14 @@ impl DeviceSampler {
     /// `kernel` asks for it and it applies (see [`DeviceSampler::sample_pairs`]).
     pub fn new(params: &SamplingParams, vocab: usize, device: &Device, kernel: bool) -> Self {
         let rank = params.top_k.filter(|&k| k < vocab && !params.is_greedy()).map(|_| Tensor::<1, Int>::arange(0..vocab as i64, device).reshape([1, vocab]));
-        let mut sampler = Self { params: *params, rank, kernel: false };
-        sampler.kernel = kernel && sampler.stays_on_device() && !on_cpu(device);
-        sampler
+        Self { params: *params, rank, kernel: kernel && !on_cpu(device) }
     }
 
     /// The sampled ids and their log-probabilities side by side, `[B, 2]` in f32 (as
     /// [`id_logprob_pairs`] lays them out), from `logits [B, V]` (f32) with uniforms `u [B, 1]`:
     /// one launch of the sampling kernel where it runs, [`DeviceSampler::sample`] elsewhere.
     pub fn sample_pairs(&self, logits: Tensor<2>, u: Tensor<2>) -> Tensor<2> {
-        if self.kernel && logits.dtype() == DType::F32 {
+        if self.kernel && self.stays_on_device() && logits.dtype() == DType::F32 {
             return sample_rows(logits, u, self.params.temperature);
         }
         let (ids, logprobs) = self.sample(logits, u);
