@@ -42,6 +42,19 @@ fn generate_reports_throughput_bytes_per_step_and_a_profile() {
     for key in ["tensor_core_tflops", "tensor_core_max_rel_diff", "compute_floor_ms"] {
         assert!(profile[key].is_null(), "no tensor cores on the CPU: {key}: {profile}");
     }
+    assert_eq!(profile["tensor_core_tflops_by_stage"], serde_json::json!([]), "{profile}");
+}
+
+#[test]
+fn tensor_cores_measures_nothing_on_the_cpu_and_rejects_a_malformed_shape() {
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_trainer")).args(["bench", "tensor-cores", "--backend", "flex", "--dtype", "f32"]).args(args).output().unwrap();
+    let out = run(&["--rounds", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty(), "the CPU has no tensor cores: {}", String::from_utf8_lossy(&out.stdout));
+    let out = run(&["--cube-shapes", "64x128"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--cube-shapes") && stderr.contains("expected three sizes MxNxK, found 2"), "{stderr}");
 }
 
 #[test]

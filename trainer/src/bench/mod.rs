@@ -233,12 +233,38 @@ pub struct DecodeProfile {
     pub tensor_core_tflops: Option<f64>,
     /// Largest relative difference of those tile products from burn's product of the same pair.
     pub tensor_core_max_rel_diff: Option<f64>,
+    /// The same rate measured earlier in the same process, at each stage of the benchmark (empty
+    /// on the CPU).
+    pub tensor_core_tflops_by_stage: Vec<StageRate>,
     /// `decode_flops_per_step` at the tile-product rate: the least time a decode step's products
     /// take on tensor cores, ms.
     pub compute_floor_ms: Option<f64>,
     /// `decode_bytes_per_step` at the copy bandwidth: the least time a decode step's reads take, ms.
     pub memory_floor_ms: f64,
 }
+
+/// The tensor-core rate ([`tensor_cores::tensor_core_rate`]) at one stage of a benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageRate {
+    /// What the process had done before the measurement.
+    pub stage: &'static str,
+    /// TFLOP/s.
+    pub tflops: f64,
+}
+
+/// Appends the tensor-core rate at `stage` to `rates` when `profile` asks for it.
+fn probe_stage(rates: &mut Vec<StageRate>, profile: bool, stage: &'static str, device: &Device, dtype: DType) -> Result<()> {
+    if profile && let Some(rate) = tensor_cores::tensor_core_rate(device, dtype, TENSOR_CORE_PLANES, TENSOR_CORE_REPEATS)? {
+        rates.push(StageRate { stage, tflops: rate.tflops });
+    }
+    Ok(())
+}
+
+/// Planes of the tensor-core probe: 8 cubes of 4 planes per streaming multiprocessor of a large
+/// GPU (132 on an H100 or H200).
+pub const TENSOR_CORE_PLANES: usize = 4224;
+/// Rounds of tile products per plane of the tensor-core probe.
+pub const TENSOR_CORE_REPEATS: usize = 2048;
 
 /// Runs the generation benchmark: a warm-up, then the timed run. The warm-up generates 4 tokens
 /// per prompt, or with `varied_lengths` the whole varied run, so that the timed run meets the
@@ -250,6 +276,8 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     let config = bench.shape.config()?;
     let vocab = config.vocab_size as u64;
     device.seed(bench.seed);
+    let mut rates = Vec::new();
+    probe_stage(&mut rates, bench.profile, "before loading the model", device, dtype)?;
     let start = Instant::now();
     let mut lm = CausalLm::load(config, &RandomWeights { std: 0.02 }, device, dtype)?;
     lm.fused_attention = bench.fused_attention;
@@ -261,6 +289,7 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     lm.sampling_kernel &= !bench.composed_sampling;
     crate::device::sync(device, "loading the weights")?;
     let load_secs = start.elapsed().as_secs_f64();
+    probe_stage(&mut rates, bench.profile, "after loading the model", device, dtype)?;
     // Deterministic pseudo-random prompt tokens.
     let prompts: Vec<Vec<u32>> = (0..bench.batch).map(|b| synthetic_prompt(b, bench.prompt_len, vocab)).collect();
     let request = |budget: &dyn Fn(usize) -> usize| GenerationRequest {
@@ -281,9 +310,11 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
         Steering::None
     };
     rollout::generate(&lm, &steering, &[], &request(warmup), &ProgressBar::hidden())?;
+    probe_stage(&mut rates, bench.profile, "after the warm-up generation", device, dtype)?;
     let start = Instant::now();
     let generation = rollout::generate(&lm, &steering, &[], &request(&|b| bench.budget(b)), progress)?;
     let total_secs = start.elapsed().as_secs_f64();
+    probe_stage(&mut rates, bench.profile, "after the timed generation", device, dtype)?;
     let stats = generation.stats;
     let first_completion = generation
         .completions
@@ -297,7 +328,7 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     let decode_flops_per_step = decode_flops(&lm, bench.batch, mean_len);
     let profile = if bench.profile {
         let step = StepCost { ms: decode_step_ms, bytes: decode_bytes_per_step, flops: decode_flops_per_step };
-        Some(decode_profile(&lm, &steering, &prompts, bench, step, progress)?)
+        Some(decode_profile(&lm, &steering, &prompts, bench, step, rates, progress)?)
     } else {
         None
     };
@@ -388,7 +419,7 @@ struct StepCost {
 /// Times the parts of a decode step at the benchmark's shape, with the benchmark's `steering`:
 /// the prompts are prefilled, then each part runs alone (synchronised) for a few steps; `step`
 /// (the generation's) is set against the copy bandwidth and the tensor-core rate measured here.
-fn decode_profile(lm: &CausalLm, steering: &Steering, prompts: &[Vec<u32>], bench: &GenerateBench, step: StepCost, progress: &ProgressBar) -> Result<DecodeProfile> {
+fn decode_profile(lm: &CausalLm, steering: &Steering, prompts: &[Vec<u32>], bench: &GenerateBench, step: StepCost, tensor_core_tflops_by_stage: Vec<StageRate>, progress: &ProgressBar) -> Result<DecodeProfile> {
     let device = &lm.device;
     let iterations = 8;
     let b = prompts.len();
@@ -424,8 +455,7 @@ fn decode_profile(lm: &CausalLm, steering: &Steering, prompts: &[Vec<u32>], benc
         Ok(())
     })?;
     drop(y);
-    // 8 cubes of 4 planes per streaming multiprocessor of a large GPU (132 on an H100 or H200).
-    let tensor_core = tensor_cores::tensor_core_rate(device, lm.dtype, 4224, 2048)?;
+    let tensor_core = tensor_cores::tensor_core_rate(device, lm.dtype, TENSOR_CORE_PLANES, TENSOR_CORE_REPEATS)?;
     let copy_gbps = copy_bandwidth(device)?;
     let tensor_core_tflops = tensor_core.map(|r| r.tflops);
     Ok(DecodeProfile {
@@ -439,6 +469,7 @@ fn decode_profile(lm: &CausalLm, steering: &Steering, prompts: &[Vec<u32>], benc
         roofline_fraction: step.bytes / (step.ms * 1e-3) / (copy_gbps * 1e9),
         tensor_core_tflops,
         tensor_core_max_rel_diff: tensor_core.map(|r| r.max_rel_diff),
+        tensor_core_tflops_by_stage,
         compute_floor_ms: tensor_core_tflops.map(|tflops| 1e3 * step.flops / (tflops * 1e12)),
         memory_floor_ms: 1e3 * step.bytes / (copy_gbps * 1e9),
     })

@@ -11,6 +11,13 @@
 //! result is checkable: it equals the pair's product. On devices without such cooperative
 //! matrices the result is that product composed of burn's operations (so a GPU without them
 //! reports the rate of burn's product); on the CPU (flex) no rate is measured.
+//!
+//! [`cube_tensor_core_rate`] does the same with workgroup-scope cooperative matrices
+//! (`VK_NV_cooperative_matrix2`, CubeCL's `cmma::Cube`): one `[M, K] · [K, N]` product per cube,
+//! whose layout across the cube's planes the driver chooses. On an H200 both reached 400–520
+//! TFLOP/s alone (`trainer bench tensor-cores`), but the subgroup rate measured in the same
+//! process right after some stages of `bench generate` was a quarter of that
+//! (docs/performance.md).
 
 use std::time::Instant;
 
@@ -43,17 +50,28 @@ pub trait TileProductOps: Backend {
     /// `[P, 16, 16]` in `lhs`'s dtype.
     #[fusion(dtype = lhs, shape = planes)]
     fn tile_products(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, planes: FloatTensor<Self>, repeats: usize) -> FloatTensor<Self>;
+
+    /// `lhs [M, K] · rhs [K, N]` computed by each of the `C` cubes of `cubes [C, M, N]` with
+    /// workgroup-scope cooperative matrices (`VK_NV_cooperative_matrix2`) as the mean of
+    /// `CHAINS · repeats` accumulated products: `[C, M, N]` in `lhs`'s dtype.
+    #[fusion(dtype = lhs, shape = cubes)]
+    fn cube_tile_products(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, cubes: FloatTensor<Self>, repeats: usize) -> FloatTensor<Self>;
 }
 
 /// The pair's product, expanded to `planes`' shape, composed of `B`'s operations.
 fn composed<B: Backend>(lhs: FloatTensor<B>, rhs: FloatTensor<B>, planes: FloatTensor<B>) -> FloatTensor<B> {
-    let product = B::float_reshape(B::float_matmul(lhs, rhs), Shape::new([1, TILE, TILE]));
+    let (m, n) = (lhs.shape()[0], rhs.shape()[1]);
+    let product = B::float_reshape(B::float_matmul(lhs, rhs), Shape::new([1, m, n]));
     B::float_expand(product, planes.shape())
 }
 
 impl TileProductOps for burn::backend::Flex {
     fn tile_products(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, planes: FloatTensor<Self>, _repeats: usize) -> FloatTensor<Self> {
         composed::<Self>(lhs, rhs, planes)
+    }
+
+    fn cube_tile_products(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, cubes: FloatTensor<Self>, _repeats: usize) -> FloatTensor<Self> {
+        composed::<Self>(lhs, rhs, cubes)
     }
 }
 
@@ -81,6 +99,81 @@ impl TileProductOps for CubeBackend {
         );
         out
     }
+
+    fn cube_tile_products(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, cubes: FloatTensor<Self>, repeats: usize) -> FloatTensor<Self> {
+        let (m, k, n) = (lhs.meta.shape()[0], lhs.meta.shape()[1], rhs.meta.shape()[1]);
+        let client = lhs.client.clone();
+        let elem = burn::backend::cubecl::dtype_to_storage_type(lhs.dtype);
+        let configs = &client.properties().features.matmul.cube_mma;
+        let fits = |g: u32, max: u32, d: usize| d % g as usize == 0 && d <= max as usize;
+        // The config with the most units per cube whose granularities tile the shape.
+        let config = configs.iter().filter(|c| {
+            c.a_type == elem && c.cd_type == cubecl::ir::ElemType::Float(cubecl::ir::FloatKind::F32) && fits(c.m_granularity, c.m_max, m) && fits(c.n_granularity, c.n_max, n) && fits(c.k_granularity, c.k_max, k)
+        }).max_by_key(|c| c.units_per_block.unwrap_or(0));
+        let Some(config) = config else {
+            tracing::warn!("no workgroup-scope cooperative-matrix configuration for {m}x{n}x{k}: burn's product is timed");
+            return composed::<Self>(lhs, rhs, cubes);
+        };
+        tracing::info!("workgroup-scope products of {m}x{n}x{k} with {config:?}");
+        let (lhs, rhs) = (into_contiguous(lhs), into_contiguous(rhs));
+        let count = cubes.meta.shape()[0];
+        let units = config.units_per_block.unwrap_or(128);
+        let out = empty_device_dtype(client.clone(), lhs.device.clone(), cubes.meta.shape().clone(), lhs.dtype);
+        let dtype = burn::backend::cubecl::dtype_to_storage_type(lhs.dtype);
+        kernel::cube_tile_products_kernel::launch(
+            &client,
+            CubeCount::new_1d(count as u32),
+            CubeDim::new_1d(units),
+            lhs.into_tensor_arg(),
+            rhs.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            repeats as u32,
+            (m, n, k),
+            dtype,
+        );
+        out
+    }
+}
+
+/// The shape `M × N × K` of a workgroup-scope product `[M, K] · [K, N]`, written `MxNxK`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ProductShape {
+    /// Rows of the left operand and of the product.
+    pub m: usize,
+    /// Columns of the right operand and of the product.
+    pub n: usize,
+    /// The depth both operands share.
+    pub k: usize,
+}
+
+/// Most accumulator elements (`M · N`) [`cube_tensor_core_rate`] stages in f32 through 48 KiB of
+/// shared memory.
+pub const MAX_ACCUMULATOR: usize = 12 * 1024;
+
+impl std::str::FromStr for ProductShape {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        let sizes: Vec<usize> = s.split('x').map(|d| d.trim().parse::<usize>().ok().filter(|&d| d > 0)).collect::<Option<_>>().ok_or_else(|| format!("`{s}`: expected MxNxK of positive integers, like 64x128x32"))?;
+        let [m, n, k] = sizes[..] else { return Err(format!("`{s}`: expected three sizes MxNxK, found {}", sizes.len())) };
+        if m * n > MAX_ACCUMULATOR {
+            return Err(format!("`{s}`: M · N is {}, more than the {MAX_ACCUMULATOR} accumulator elements staged in shared memory", m * n));
+        }
+        Ok(Self { m, n, k })
+    }
+}
+
+/// One line of `trainer bench tensor-cores`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RateReport<'a> {
+    /// `subgroup` (`16 × 16 × 16` tiles per plane) or `workgroup` (one product per cube).
+    pub scope: &'a str,
+    /// The product's shape.
+    pub shape: ProductShape,
+    /// Multiply-adds × 2 per second, in TFLOP/s.
+    pub tflops: f64,
+    /// Largest relative difference of the products from burn's product of the pair.
+    pub max_rel_diff: f64,
 }
 
 /// What [`tensor_core_rate`] measured.
@@ -95,15 +188,36 @@ pub struct TileProductRate {
 /// The device's rate of `16 × 16 × 16` tile products in `dtype` accumulated in f32, over
 /// `planes` planes each running `repeats` rounds of [`CHAINS`] products; `None` on the CPU.
 pub fn tensor_core_rate(device: &Device, dtype: DType, planes: usize, repeats: usize) -> Result<Option<TileProductRate>> {
+    let shape = ProductShape { m: TILE, n: TILE, k: TILE };
+    measure_rate(device, dtype, shape, planes, repeats, |lhs, rhs, slots| Dispatch::tile_products(lhs, rhs, slots, repeats))
+}
+
+/// The rate of `[M, K] · [K, N]` products of `shape` in `dtype` accumulated in f32 through
+/// workgroup-scope cooperative matrices (`VK_NV_cooperative_matrix2`, the device's
+/// configuration with the most units per cube that tiles the shape), over `cubes` cubes each
+/// running `repeats` rounds of [`CHAINS`] products; `None` on the CPU. Where the device has no
+/// such configuration the products are composed of burn's operations, as in
+/// [`tensor_core_rate`].
+pub fn cube_tensor_core_rate(device: &Device, dtype: DType, shape: ProductShape, cubes: usize, repeats: usize) -> Result<Option<TileProductRate>> {
+    measure_rate(device, dtype, shape, cubes, repeats, |lhs, rhs, slots| Dispatch::cube_tile_products(lhs, rhs, slots, repeats))
+}
+
+/// Times `launch(lhs, rhs, slots)` (each of `slots`' `count` entries the mean of `repeats` rounds
+/// of [`CHAINS`] products `lhs [M, K] · rhs [K, N]`) and checks its result against burn's product.
+fn measure_rate(device: &Device, dtype: DType, shape: ProductShape, count: usize, repeats: usize, launch: impl Fn(FloatTensor<Dispatch>, FloatTensor<Dispatch>, FloatTensor<Dispatch>) -> FloatTensor<Dispatch>) -> Result<Option<TileProductRate>> {
     if on_cpu(device) {
         return Ok(None);
     }
-    // Entries that are multiples of 1/8 below 2: every partial sum is exact in f32.
-    let entries = |salt: usize| -> Vec<f32> { (0..TILE * TILE).map(|i| ((i * (7 + salt)) % 15) as f32 / 8.0).collect() };
-    let tile = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [TILE, TILE]), (device, DType::F32)).cast(dtype);
-    let (lhs, rhs) = (tile(entries(0)), tile(entries(3)));
-    let slots = Tensor::<3>::zeros([planes, TILE, TILE], (device, dtype));
-    let run = || Tensor::<3>::from_dispatch(Dispatch::tile_products(lhs.clone().into_dispatch(), rhs.clone().into_dispatch(), slots.clone().into_dispatch(), repeats));
+    let ProductShape { m, n, k } = shape;
+    // Entries that are multiples of 1/4 below 1.25: with `K` at most 64 every partial sum, and
+    // the mean, are exact in f32 and in f16.
+    let operand = |rows: usize, cols: usize, salt: usize| {
+        let entries: Vec<f32> = (0..rows * cols).map(|i| ((i * (7 + salt)) % 5) as f32 / 4.0).collect();
+        Tensor::<2>::from_data(TensorData::new(entries, [rows, cols]), (device, DType::F32)).cast(dtype)
+    };
+    let (lhs, rhs) = (operand(m, k, 0), operand(k, n, 3));
+    let slots = Tensor::<3>::zeros([count, m, n], (device, dtype));
+    let run = || Tensor::<3>::from_dispatch(launch(lhs.clone().into_dispatch(), rhs.clone().into_dispatch(), slots.clone().into_dispatch()));
     let mut products = run();
     sync(device, "the tile-product warm-up")?;
     let start = Instant::now();
@@ -113,10 +227,10 @@ pub fn tensor_core_rate(device: &Device, dtype: DType, planes: usize, repeats: u
     }
     sync(device, "the tile products")?;
     let secs = start.elapsed().as_secs_f64() / rounds as f64;
-    let want = lhs.matmul(rhs).cast(DType::F32).reshape([1, TILE, TILE]);
+    let want = lhs.matmul(rhs).cast(DType::F32).reshape([1, m, n]);
     let diff = (products.cast(DType::F32) - want.clone()).abs().max().into_scalar::<f32>();
     let scale = want.abs().max().into_scalar::<f32>().max(f32::MIN_POSITIVE);
-    let flops = 2.0 * (planes * repeats * CHAINS) as f64 * (TILE * TILE * TILE) as f64;
+    let flops = 2.0 * (count * repeats * CHAINS) as f64 * (m * n * k) as f64;
     Ok(Some(TileProductRate { tflops: flops / secs / 1e12, max_rel_diff: f64::from(diff / scale) }))
 }
 
@@ -175,6 +289,51 @@ mod kernel {
             }
         }
     }
+
+    /// Cube `c` loads `lhs [M, K]` and `rhs [K, N]` as workgroup-scope matrices, accumulates
+    /// their product `repeats` times in each of [`CHAINS`] f32 accumulators, and writes the
+    /// accumulators' mean to `out[c]`.
+    #[cube(launch)]
+    pub(super) fn cube_tile_products_kernel<F: Float>(
+        lhs: &Tensor<F>,
+        rhs: &Tensor<F>,
+        out: &mut Tensor<F>,
+        repeats: u32,
+        #[comptime] size: (usize, usize, usize),
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let (m, n, k) = size;
+        let a = cmma::Matrix::<F, cmma::Cube>::from_slice(cmma::MatrixIdent::A, m, n, k, cmma::MatrixLayout::RowMajor, lhs.slice(0, m * k), k as u32);
+        let b = cmma::Matrix::<F, cmma::Cube>::from_slice(cmma::MatrixIdent::B, m, n, k, cmma::MatrixLayout::RowMajor, rhs.slice(0, k * n), n as u32);
+        let mut sums = Sequence::<cmma::Matrix<f32, cmma::Cube>>::new();
+        #[unroll]
+        for _ in 0..CHAINS {
+            sums.push(cmma::Matrix::<f32, cmma::Cube>::from_value(cmma::MatrixIdent::Accumulator, m, n, k, cmma::MatrixLayout::Undefined, 0.0));
+        }
+        for _ in 0..repeats {
+            #[unroll]
+            for c in 0..CHAINS {
+                let sum = sums.index(c);
+                cmma::execute::<F, F, f32, f32, cmma::Cube>(&a, &b, sum, sum);
+            }
+        }
+        // Each chain's sums through shared memory (`M · N · 4` bytes), added to `out[c]`.
+        let scale = 1.0 / (f32::cast_from(repeats) * comptime!(CHAINS as f32));
+        let mut staged = Shared::<[f32]>::new_slice(comptime!(m * n));
+        let base = CUBE_POS_X as usize * m * n;
+        for i in range_stepped(UNIT_POS_X as usize, m * n, CUBE_DIM_X as usize) {
+            out[base + i] = F::new(0.0);
+        }
+        #[unroll]
+        for c in 0..CHAINS {
+            cmma::store(staged.slice_mut(0, m * n), sums.index(c), n as u32, cmma::MatrixLayout::RowMajor);
+            sync_cube();
+            for i in range_stepped(UNIT_POS_X as usize, m * n, CUBE_DIM_X as usize) {
+                out[base + i] += F::cast_from(staged[i] * scale);
+            }
+            sync_cube();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -182,8 +341,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn product_shapes_parse_from_m_x_n_x_k() {
+        assert_eq!("64x128x32".parse::<ProductShape>(), Ok(ProductShape { m: 64, n: 128, k: 32 }));
+        for bad in ["64x128", "64x128x32x4", "64xax32", "0x16x16", "", "128x128x16"] {
+            let err = bad.parse::<ProductShape>().unwrap_err();
+            assert!(err.contains(&format!("`{bad}`")), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn the_cpu_reports_no_tensor_core_rate() {
         assert!(tensor_core_rate(&Device::flex(), DType::F32, 8, 4).unwrap().is_none());
+        assert!(cube_tensor_core_rate(&Device::flex(), DType::F32, ProductShape { m: 32, n: 64, k: 16 }, 8, 4).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_composed_cube_products_are_the_pair_s_product_for_every_cube() {
+        let device = Device::flex();
+        let (m, n, k) = (32, 48, 16);
+        let lhs: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
+        let rhs: Vec<f32> = (0..k * n).map(|i| (i % 4) as f32 * 0.5).collect();
+        let slots = Tensor::<3>::zeros([2, m, n], &device);
+        let (l, r) = (Tensor::<2>::from_data(TensorData::new(lhs.clone(), [m, k]), &device), Tensor::<2>::from_data(TensorData::new(rhs.clone(), [k, n]), &device));
+        let got = Tensor::<3>::from_dispatch(Dispatch::cube_tile_products(l.into_dispatch(), r.into_dispatch(), slots.into_dispatch(), 5));
+        assert_eq!(got.dims(), [2, m, n]);
+        let got: Vec<f32> = got.into_data().iter::<f32>().collect();
+        for c in 0..2 {
+            for row in 0..m {
+                for col in 0..n {
+                    let want: f64 = (0..k).map(|j| f64::from(lhs[row * k + j]) * f64::from(rhs[j * n + col])).sum();
+                    assert_eq!(f64::from(got[(c * m + row) * n + col]), want, "cube {c} [{row}, {col}]");
+                }
+            }
+        }
     }
 
     #[test]

@@ -159,6 +159,31 @@ pub enum BenchCommand {
         #[arg(long)]
         checks_only: bool,
     },
+    /// The device's tensor-core rate: `16 × 16 × 16` subgroup-scope tile products (what the
+    /// decode-product kernel runs) and workgroup-scope products (`VK_NV_cooperative_matrix2`) of
+    /// each `--cube-shapes` shape, accumulated in f32 with no memory traffic in the timed loop and
+    /// checked against burn's product. One JSON line per measurement.
+    TensorCores {
+        /// Compute backend.
+        #[arg(long, value_enum, default_value_t = Backend::Vulkan)]
+        backend: Backend,
+        /// Compute precision.
+        #[arg(long, value_enum, default_value_t = Precision::F16)]
+        dtype: Precision,
+        /// Workgroup-scope product shapes `MxNxK` (M · N at most 12,288: one f32 copy of the
+        /// accumulator is staged in shared memory).
+        #[arg(long, value_delimiter = ',', default_value = "64x64x16,64x128x32,64x64x64,64x128x64,32x128x64,64x192x32")]
+        cube_shapes: Vec<bench::tensor_cores::ProductShape>,
+        /// Cubes (workgroups) per workgroup-scope measurement.
+        #[arg(long, default_value_t = 528)]
+        cubes: usize,
+        /// Rounds of products per cube of a workgroup-scope measurement.
+        #[arg(long, default_value_t = 512)]
+        repeats: usize,
+        /// Measurements of each kind and shape (the rate varies between runs).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Whole GRPO steering steps (generation, rewards, forward-backward, AdamW) on 1, 2, …
     /// devices: the data-parallel scaling. Prints each step's metrics as it ends, then a summary
     /// per worker count.
@@ -223,6 +248,26 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
             let report = bench::generate(&settings, &device, on.dtype.dtype(), &bar)?;
             bar.finish_and_clear();
             println!("{}", serde_json::to_string(&report)?);
+        }
+        BenchCommand::TensorCores { backend, dtype, cube_shapes, cubes, repeats, rounds } => {
+            let device = backend.device_for(*dtype)?;
+            let tile = bench::tensor_cores::ProductShape { m: 16, n: 16, k: 16 };
+            let print = |scope: &str, shape, rate: bench::tensor_cores::TileProductRate| -> anyhow::Result<()> {
+                println!("{}", serde_json::to_string(&bench::tensor_cores::RateReport { scope, shape, tflops: rate.tflops, max_rel_diff: rate.max_rel_diff })?);
+                Ok(())
+            };
+            for _ in 0..*rounds {
+                if let Some(rate) = bench::tensor_cores::tensor_core_rate(&device, dtype.dtype(), bench::TENSOR_CORE_PLANES, bench::TENSOR_CORE_REPEATS)? {
+                    print("subgroup", tile, rate)?;
+                }
+            }
+            for &shape in cube_shapes {
+                for _ in 0..*rounds {
+                    if let Some(rate) = bench::tensor_cores::cube_tensor_core_rate(&device, dtype.dtype(), shape, *cubes, *repeats)? {
+                        print("workgroup", shape, rate)?;
+                    }
+                }
+            }
         }
         BenchCommand::TrainStep { on, setup, micro_batch, seq_len, repeats, whole_graph, fused_attention } => {
             let device = on.backend.device_for(on.dtype)?;
