@@ -236,8 +236,9 @@ pub struct DecodeProfile {
     /// The same rate measured earlier in the same process, at each stage of the benchmark (empty
     /// on the CPU).
     pub tensor_core_tflops_by_stage: Vec<StageRate>,
-    /// `decode_flops_per_step` at the tile-product rate: the least time a decode step's products
-    /// take on tensor cores, ms.
+    /// `decode_flops_per_step` at the highest tile-product rate measured in the process (the
+    /// rate varies between stages, docs/performance.md): the least time a decode step's
+    /// products take on tensor cores, ms.
     pub compute_floor_ms: Option<f64>,
     /// `decode_bytes_per_step` at the copy bandwidth: the least time a decode step's reads take, ms.
     pub memory_floor_ms: f64,
@@ -458,6 +459,10 @@ fn decode_profile(lm: &CausalLm, steering: &Steering, prompts: &[Vec<u32>], benc
     let tensor_core = tensor_cores::tensor_core_rate(device, lm.dtype, TENSOR_CORE_PLANES, TENSOR_CORE_REPEATS)?;
     let copy_gbps = copy_bandwidth(device)?;
     let tensor_core_tflops = tensor_core.map(|r| r.tflops);
+    let compute_floor_ms = tensor_core_tflops.map(|last| {
+        let best = tensor_core_tflops_by_stage.iter().map(|r| r.tflops).fold(last, f64::max);
+        1e3 * step.flops / (best * 1e12)
+    });
     Ok(DecodeProfile {
         iterations,
         layers_ms: 1e3 * layers,
@@ -470,7 +475,7 @@ fn decode_profile(lm: &CausalLm, steering: &Steering, prompts: &[Vec<u32>], benc
         tensor_core_tflops,
         tensor_core_max_rel_diff: tensor_core.map(|r| r.max_rel_diff),
         tensor_core_tflops_by_stage,
-        compute_floor_ms: tensor_core_tflops.map(|tflops| 1e3 * step.flops / (tflops * 1e12)),
+        compute_floor_ms,
         memory_floor_ms: 1e3 * step.bytes / (copy_gbps * 1e9),
     })
 }
