@@ -312,6 +312,8 @@ pub fn generate(bench: &GenerateBench, device: &Device, dtype: DType, progress: 
     };
     rollout::generate(&lm, &steering, &[], &request(warmup), &ProgressBar::hidden())?;
     probe_stage(&mut rates, bench.profile, "after the warm-up generation", device, dtype)?;
+    // Again at once: whether a slow rate there (docs/performance.md) lasts or passes.
+    probe_stage(&mut rates, bench.profile, "after the warm-up generation and one probe", device, dtype)?;
     let start = Instant::now();
     let generation = rollout::generate(&lm, &steering, &[], &request(&|b| bench.budget(b)), progress)?;
     let total_secs = start.elapsed().as_secs_f64();
