@@ -18,6 +18,7 @@ use crate::rollout::{self, GenerationRequest, SamplingParams, sampling};
 use crate::steering::Steering;
 
 mod kernels;
+pub mod streamed_product;
 pub mod tensor_cores;
 pub use kernels::{AttentionComparison, KernelBench, KernelCheck, KernelReport, ProductForm, ProductTiming, kernel_tolerance, kernels};
 

@@ -25,12 +25,15 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 use burn_cubecl::CubeBackend;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::features::CubeMmaConfig;
+use cubecl::ir::{ElemType, FloatKind};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use cubecl::prelude::{CubeCount, CubeDim};
 
 use crate::device::sync;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::decode_product::{TILE, has_tile_products};
 use crate::model::transformer::on_cpu;
 
@@ -103,14 +106,7 @@ impl TileProductOps for CubeBackend {
     fn cube_tile_products(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, cubes: FloatTensor<Self>, repeats: usize) -> FloatTensor<Self> {
         let (m, k, n) = (lhs.meta.shape()[0], lhs.meta.shape()[1], rhs.meta.shape()[1]);
         let client = lhs.client.clone();
-        let elem = burn::backend::cubecl::dtype_to_storage_type(lhs.dtype);
-        let configs = &client.properties().features.matmul.cube_mma;
-        let fits = |g: u32, max: u32, d: usize| d % g as usize == 0 && d <= max as usize;
-        // The config with the most units per cube whose granularities tile the shape.
-        let config = configs.iter().filter(|c| {
-            c.a_type == elem && c.cd_type == cubecl::ir::ElemType::Float(cubecl::ir::FloatKind::F32) && fits(c.m_granularity, c.m_max, m) && fits(c.n_granularity, c.n_max, n) && fits(c.k_granularity, c.k_max, k)
-        }).max_by_key(|c| c.units_per_block.unwrap_or(0));
-        let Some(config) = config else {
+        let Some(config) = cube_config(&lhs, ProductShape { m, n, k }) else {
             tracing::warn!("no workgroup-scope cooperative-matrix configuration for {m}x{n}x{k}: burn's product is timed");
             return composed::<Self>(lhs, rhs, cubes);
         };
@@ -156,9 +152,6 @@ impl std::str::FromStr for ProductShape {
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         let sizes: Vec<usize> = s.split('x').map(|d| d.trim().parse::<usize>().ok().filter(|&d| d > 0)).collect::<Option<_>>().ok_or_else(|| format!("`{s}`: expected MxNxK of positive integers, like 64x128x32"))?;
         let [m, n, k] = sizes[..] else { return Err(format!("`{s}`: expected three sizes MxNxK, found {}", sizes.len())) };
-        if m * n > MAX_ACCUMULATOR {
-            return Err(format!("`{s}`: M · N is {}, more than the {MAX_ACCUMULATOR} accumulator elements staged in shared memory", m * n));
-        }
         Ok(Self { m, n, k })
     }
 }
@@ -192,6 +185,21 @@ pub fn tensor_core_rate(device: &Device, dtype: DType, planes: usize, repeats: u
     measure_rate(device, dtype, shape, planes, repeats, |lhs, rhs, slots| Dispatch::tile_products(lhs, rhs, slots, repeats))
 }
 
+/// The device's workgroup-scope cooperative-matrix configuration for products of `shape` in
+/// `t`'s dtype accumulated in f32: of those whose granularities tile the shape, the one with the
+/// most units per cube.
+pub(crate) fn cube_config(t: &CubeTensor, shape: ProductShape) -> Option<CubeMmaConfig> {
+    let elem = burn::backend::cubecl::dtype_to_storage_type(t.dtype);
+    let fits = |granularity: u32, max: u32, d: usize| d.is_multiple_of(granularity as usize) && d <= max as usize;
+    let configs = &t.client.properties().features.matmul.cube_mma;
+    configs
+        .iter()
+        .filter(|c| c.a_type == elem && c.b_type == elem && c.cd_type == ElemType::Float(FloatKind::F32))
+        .filter(|c| fits(c.m_granularity, c.m_max, shape.m) && fits(c.n_granularity, c.n_max, shape.n) && fits(c.k_granularity, c.k_max, shape.k))
+        .max_by_key(|c| c.units_per_block.unwrap_or(0))
+        .copied()
+}
+
 /// The rate of `[M, K] · [K, N]` products of `shape` in `dtype` accumulated in f32 through
 /// workgroup-scope cooperative matrices (`VK_NV_cooperative_matrix2`, the device's
 /// configuration with the most units per cube that tiles the shape), over `cubes` cubes each
@@ -199,6 +207,9 @@ pub fn tensor_core_rate(device: &Device, dtype: DType, planes: usize, repeats: u
 /// such configuration the products are composed of burn's operations, as in
 /// [`tensor_core_rate`].
 pub fn cube_tensor_core_rate(device: &Device, dtype: DType, shape: ProductShape, cubes: usize, repeats: usize) -> Result<Option<TileProductRate>> {
+    if shape.m * shape.n > MAX_ACCUMULATOR {
+        return Err(Error::InvalidArgument(format!("a workgroup-scope product of {}x{}x{}: M · N is {}, more than the {MAX_ACCUMULATOR} accumulator elements staged in shared memory", shape.m, shape.n, shape.k, shape.m * shape.n)));
+    }
     measure_rate(device, dtype, shape, cubes, repeats, |lhs, rhs, slots| Dispatch::cube_tile_products(lhs, rhs, slots, repeats))
 }
 
@@ -343,7 +354,7 @@ mod tests {
     #[test]
     fn product_shapes_parse_from_m_x_n_x_k() {
         assert_eq!("64x128x32".parse::<ProductShape>(), Ok(ProductShape { m: 64, n: 128, k: 32 }));
-        for bad in ["64x128", "64x128x32x4", "64xax32", "0x16x16", "", "128x128x16"] {
+        for bad in ["64x128", "64x128x32x4", "64xax32", "0x16x16", ""] {
             let err = bad.parse::<ProductShape>().unwrap_err();
             assert!(err.contains(&format!("`{bad}`")), "{bad}: {err}");
         }
@@ -353,6 +364,8 @@ mod tests {
     fn the_cpu_reports_no_tensor_core_rate() {
         assert!(tensor_core_rate(&Device::flex(), DType::F32, 8, 4).unwrap().is_none());
         assert!(cube_tensor_core_rate(&Device::flex(), DType::F32, ProductShape { m: 32, n: 64, k: 16 }, 8, 4).unwrap().is_none());
+        let too_wide = cube_tensor_core_rate(&Device::flex(), DType::F32, ProductShape { m: 128, n: 128, k: 16 }, 8, 4).unwrap_err().to_string();
+        assert!(too_wide.contains("128x128x16") && too_wide.contains("16384"), "{too_wide}");
     }
 
     #[test]

@@ -183,6 +183,14 @@ pub enum BenchCommand {
         /// Measurements of each kind and shape (the rate varies between runs).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Decode-shaped products `MxNxK` (`x [M, K] · w [N, K]ᵀ`) to stream through
+        /// workgroup-scope matrices, the weight read from memory (default: the 1.5B shape's q/k/v,
+        /// o_proj, gate/up and down_proj at 64 rows).
+        #[arg(long, value_delimiter = ',', default_value = "64x2048x1536,64x1536x1536,64x17920x1536,64x1536x8960")]
+        streamed: Vec<bench::tensor_cores::ProductShape>,
+        /// Each cube's block of a streamed product, `MxBNxBK` (`M` the product's rows).
+        #[arg(long, default_value = "64x128x32")]
+        stream_block: bench::tensor_cores::ProductShape,
     },
     /// Whole GRPO steering steps (generation, rewards, forward-backward, AdamW) on 1, 2, …
     /// devices: the data-parallel scaling. Prints each step's metrics as it ends, then a summary
@@ -249,7 +257,7 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
             bar.finish_and_clear();
             println!("{}", serde_json::to_string(&report)?);
         }
-        BenchCommand::TensorCores { backend, dtype, cube_shapes, cubes, repeats, rounds } => {
+        BenchCommand::TensorCores { backend, dtype, cube_shapes, cubes, repeats, rounds, streamed, stream_block } => {
             let device = backend.device_for(*dtype)?;
             let tile = bench::tensor_cores::ProductShape { m: 16, n: 16, k: 16 };
             let print = |scope: &str, shape, rate: bench::tensor_cores::TileProductRate| -> anyhow::Result<()> {
@@ -265,6 +273,13 @@ pub fn run(args: &BenchArgs, quiet: bool) -> anyhow::Result<()> {
                 for _ in 0..*rounds {
                     if let Some(rate) = bench::tensor_cores::cube_tensor_core_rate(&device, dtype.dtype(), shape, *cubes, *repeats)? {
                         print("workgroup", shape, rate)?;
+                    }
+                }
+            }
+            for &shape in streamed {
+                for _ in 0..*rounds {
+                    if let Some(rate) = bench::streamed_product::streamed_product_rate(&device, dtype.dtype(), shape, *stream_block, bench::streamed_product::SMS, 16)? {
+                        println!("{}", serde_json::to_string(&rate)?);
                     }
                 }
             }
