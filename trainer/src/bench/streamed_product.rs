@@ -13,8 +13,6 @@
 //! without such matrices, the partials are composed of burn's operations (the product in split
 //! 0, zeros elsewhere).
 
-use std::time::Instant;
-
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
@@ -23,11 +21,10 @@ use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use cubecl::prelude::{CubeCount, CubeDim};
 
-use crate::device::sync;
 use crate::error::{Error, Result};
 use crate::model::transformer::on_cpu;
 
-use super::tensor_cores::{ProductShape, cube_config};
+use super::tensor_cores::{ProductShape, cube_config, max_relative_difference, time_launches};
 use kernel::streamed_product_kernel;
 
 /// Streaming multiprocessors [`splits_for`] fills (an H100's or H200's 132).
@@ -132,20 +129,11 @@ pub fn streamed_product_rate(device: &Device, dtype: DType, shape: ProductShape,
     let w = Tensor::<2>::from_data(TensorData::new(values(n * k, 5), [n, k]), (device, DType::F32)).cast(dtype);
     let slots = Tensor::<3>::zeros([splits, m, n], (device, DType::F32));
     let run = || Tensor::<3>::from_dispatch(Dispatch::streamed_product(x.clone().into_dispatch(), w.clone().into_dispatch(), slots.clone().into_dispatch(), block));
-    let mut partials = run();
-    sync(device, "the streamed product's warm-up")?;
-    let start = Instant::now();
-    for _ in 0..iterations.max(1) {
-        partials = run();
-    }
-    sync(device, "the streamed products")?;
-    let secs = start.elapsed().as_secs_f64() / iterations.max(1) as f64;
-    let got = partials.sum_dim(0).reshape([m, n]);
+    let (secs, partials) = time_launches(device, iterations, run)?;
     let want = x.cast(DType::F32).matmul(w.cast(DType::F32).transpose());
-    let diff = (got - want.clone()).abs().max().into_scalar::<f32>();
-    let scale = want.abs().max().into_scalar::<f32>().max(f32::MIN_POSITIVE);
+    let max_rel_diff = max_relative_difference(partials.sum_dim(0).reshape([m, n]), want);
     let weight_bytes = (n * k * dtype.size()) as f64;
-    Ok(Some(StreamedRate { shape, block, splits, us: 1e6 * secs, weight_gbps: weight_bytes / secs / 1e9, tflops: 2.0 * (m * n * k) as f64 / secs / 1e12, max_rel_diff: f64::from(diff / scale) }))
+    Ok(Some(StreamedRate { shape, block, splits, us: 1e6 * secs, weight_gbps: weight_bytes / secs / 1e9, tflops: 2.0 * (m * n * k) as f64 / secs / 1e12, max_rel_diff }))
 }
 
 /// The kernel, apart from burn's `Tensor` (CubeCL has its own).

@@ -229,20 +229,31 @@ fn measure_rate(device: &Device, dtype: DType, shape: ProductShape, count: usize
     let (lhs, rhs) = (operand(m, k, 0), operand(k, n, 3));
     let slots = Tensor::<3>::zeros([count, m, n], (device, dtype));
     let run = || Tensor::<3>::from_dispatch(launch(lhs.clone().into_dispatch(), rhs.clone().into_dispatch(), slots.clone().into_dispatch()));
-    let mut products = run();
-    sync(device, "the tile-product warm-up")?;
-    let start = Instant::now();
-    let rounds = 4;
-    for _ in 0..rounds {
-        products = run();
-    }
-    sync(device, "the tile products")?;
-    let secs = start.elapsed().as_secs_f64() / rounds as f64;
-    let want = lhs.matmul(rhs).cast(DType::F32).reshape([1, m, n]);
-    let diff = (products.cast(DType::F32) - want.clone()).abs().max().into_scalar::<f32>();
-    let scale = want.abs().max().into_scalar::<f32>().max(f32::MIN_POSITIVE);
+    let (secs, products) = time_launches(device, 4, run)?;
+    let max_rel_diff = max_relative_difference(products.cast(DType::F32), lhs.matmul(rhs).cast(DType::F32).reshape([1, m, n]));
     let flops = 2.0 * (count * repeats * CHAINS) as f64 * (m * n * k) as f64;
-    Ok(Some(TileProductRate { tflops: flops / secs / 1e12, max_rel_diff: f64::from(diff / scale) }))
+    Ok(Some(TileProductRate { tflops: flops / secs / 1e12, max_rel_diff }))
+}
+
+/// Seconds per call of `run` (which queues device work) over `rounds` calls after one untimed
+/// call, each timing ended by a device synchronisation, and the last call's result.
+pub(crate) fn time_launches<T>(device: &Device, rounds: usize, run: impl Fn() -> T) -> Result<(f64, T)> {
+    let mut last = run();
+    sync(device, "a benchmark's warm-up")?;
+    let start = Instant::now();
+    for _ in 0..rounds.max(1) {
+        last = run();
+    }
+    sync(device, "a benchmark's timed launches")?;
+    Ok((start.elapsed().as_secs_f64() / rounds.max(1) as f64, last))
+}
+
+/// The largest difference of `got` from `want` (same shape, f32) relative to `want`'s largest
+/// magnitude.
+pub(crate) fn max_relative_difference<const D: usize>(got: Tensor<D>, want: Tensor<D>) -> f64 {
+    let diff = (got - want.clone()).abs().max().into_scalar::<f32>();
+    let scale = want.abs().max().into_scalar::<f32>().max(f32::MIN_POSITIVE);
+    f64::from(diff / scale)
 }
 
 /// The kernel, apart from burn's `Tensor` (CubeCL has its own).
